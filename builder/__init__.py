@@ -1,0 +1,1 @@
+"""Builds images from Containerfiles with the registry client and the runtime."""

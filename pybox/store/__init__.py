@@ -1,0 +1,1 @@
+"""The on-disk store: an OCI image layout plus unpacked layers."""
