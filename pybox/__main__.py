@@ -1,0 +1,3 @@
+from pybox.cli import main
+
+main()

@@ -1,0 +1,80 @@
+"""The store root and what lives under it (DESIGN section 3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from pybox.errors import StoreError
+from pybox.image import MT
+from pybox.store.batch import Batch
+from pybox.store.blobs import BlobStore
+from pybox.store.fs import atomic_write
+from pybox.store.images import ImageCatalog
+from pybox.store.layers import LayerStore
+from pybox.store.layout import LAYOUT_VERSION, ImageIndex
+from pybox.store.locks import FileLock
+
+__all__ = ["Store"]
+
+_DIRS = ("blobs/sha256", "layers", "l", "tmp", "locks", "mounts", "containers", "cache")
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = BlobStore(root)
+        self.layers = LayerStore(root)
+        self.index = ImageIndex(root)
+        self.images = ImageCatalog(self.index, self.blobs, self.layers)
+        self.tmp_dir = root / "tmp"
+        self.mounts_dir = root / "mounts"
+
+    @classmethod
+    def open(cls, root: Path) -> "Store":
+        """Open the store at ``root``, creating an empty OCI layout there if needed."""
+        try:
+            for d in _DIRS:
+                (root / d).mkdir(parents=True, exist_ok=True)
+            os.chmod(root, 0o700)
+            layout = root / "oci-layout"
+            if not layout.exists():
+                doc = {"imageLayoutVersion": LAYOUT_VERSION}
+                atomic_write(layout, json.dumps(doc).encode(), root / "tmp")
+            if not (root / "index.json").exists():
+                index = {"schemaVersion": 2, "mediaType": MT.OCI_INDEX, "manifests": []}
+                atomic_write(root / "index.json", json.dumps(index).encode() + b"\n", root / "tmp")
+        except PermissionError as e:
+            raise StoreError(f"cannot use store at {root}: {e.strerror} (pybox needs root, or --root DIR)") from e
+        return cls(root)
+
+    def lock(self, *, exclusive: bool = False) -> FileLock:
+        """Writers hold it shared; garbage collection holds it exclusively."""
+        return FileLock(self.root / "locks" / "store.lock", shared=not exclusive)
+
+    def digest_lock(self, kind: str, digest_hex: str) -> FileLock:
+        return FileLock(self.root / "locks" / f"{kind}-{digest_hex}.lock")
+
+    def batch(self) -> Batch:
+        return Batch(self.root)
+
+    def mount_point(self, image_id: str) -> Path:
+        return self.mounts_dir / image_id.removeprefix("sha256:") / "merged"
+
+    def mounted_image_ids(self) -> set[str]:
+        """Images whose ``image mount`` directory is a mount point right now."""
+        prefix = str(self.mounts_dir) + "/"
+        out = set()
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+            for line in f:
+                point = _unescape(line.split(" ", 5)[4])
+                if point.startswith(prefix) and point.endswith("/merged"):
+                    out.add("sha256:" + point[len(prefix) :].split("/", 1)[0])
+        return out
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)

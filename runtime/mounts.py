@@ -1,0 +1,33 @@
+"""Performing :class:`~pybox.store.mounts.Mount` data with real mounts."""
+
+from __future__ import annotations
+
+import os
+
+from pybox.runtime.linux import MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, Linux
+from pybox.store.mounts import Mount
+
+__all__ = ["perform"]
+
+
+def perform(linux: Linux, m: Mount) -> None:
+    flags = MS_RDONLY if "ro" in m.options else 0
+    if m.type == "bind":
+        rec = MS_REC if "rbind" in m.options else 0
+        linux.mount(m.source, m.target, None, MS_BIND | rec)
+        if flags:
+            # A bind mount ignores MS_RDONLY on creation; it takes a remount.
+            linux.mount(None, m.target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | rec)
+        return
+    data = ",".join(o for o in m.options if o != "ro")
+    if m.cwd is None:
+        linux.mount(m.source, m.target, m.type, flags, data)
+        return
+    # Relative lower dirs resolve against the working directory at mount time.
+    previous = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.chdir(m.cwd)
+        linux.mount(m.source, m.target, m.type, flags, data)
+    finally:
+        os.fchdir(previous)
+        os.close(previous)
