@@ -1,0 +1,1 @@
+"""Helpers shared by pybox's tests; made importable by tests/conftest.py."""
