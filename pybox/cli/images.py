@@ -35,15 +35,17 @@ def pull(
     """Pull an image from a registry."""
     from pybox.cli.progress import make_progress
     from pybox.image import Platform
+    from pybox.reference import normalize
     from pybox.registry.pull import PullOptions, pull as do_pull
 
     options = PullOptions(
         platform=Platform.parse(platform) if platform else None,
         tls_verify=_parse_bool(tls_verify, "--tls-verify"),
     )
+    name = str(normalize(ref))
     if not quiet:
-        print(f"Trying to pull {ref}...", flush=True)
-    result = do_pull(state.store(), ref, options, make_progress(quiet))
+        print(f"Trying to pull {name}...", flush=True)
+    result = do_pull(state.store(), name, options, make_progress(quiet))
     if quiet:
         print(result.image_id)
         return

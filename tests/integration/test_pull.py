@@ -177,3 +177,30 @@ def test_other_tools_read_the_store(registry, pybox, store_root: Path, tmp_path:
     run(["umoci", "unpack", "--image", f"{store_root}:{name}", str(tmp_path / "bundle")])
     differences = diff_trees(snapshot(umoci_unpack(image, tmp_path / "umoci")), snapshot(tmp_path / "bundle" / "rootfs"))
     assert differences == [], "\n".join(differences)
+
+
+def test_concurrent_pulls_end_with_one_consistent_copy(registry, store_root: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    refs = [registry.images["features"].ref, registry.images["features"].ref, registry.images["gzip"].ref]
+    procs = [
+        subprocess.Popen([sys.executable, "-I", "-m", "pybox", "--root", str(store_root), "pull", "-q", ref],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for ref in refs
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], results
+    index = json.loads((store_root / "index.json").read_text())
+    names = sorted(m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"])
+    assert names == sorted(set(refs))
+    assert os.listdir(store_root / "tmp") == []
+    expected = snapshot(umoci_unpack(registry.images["features"], tmp_path / "umoci"))
+    directory = Path(subprocess.run([sys.executable, "-I", "-m", "pybox", "--root", str(store_root), "image", "mount",
+                                     refs[0]], capture_output=True, text=True, check=True).stdout.strip())
+    try:
+        differences = diff_trees(expected, snapshot(directory))
+    finally:
+        subprocess.run([sys.executable, "-I", "-m", "pybox", "--root", str(store_root), "image", "umount", refs[0]],
+                       check=True, capture_output=True)
+    assert differences == [], "\n".join(differences)
