@@ -156,3 +156,37 @@ def test_root_comes_from_pybox_root(registry, pybox, tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-I", "-m", "pybox", "pull", "-q", registry.images["gzip"].ref],
                    env={**os.environ, "PYBOX_ROOT": str(other)}, check=True, capture_output=True, timeout=300)
     assert (other / "index.json").is_file() and os.listdir(other / "layers")
+
+
+def test_progress_bars_on_a_terminal_and_silence_with_quiet(registry, store_root: Path, pybox) -> None:
+    import pty
+    import subprocess
+    import sys
+
+    ref = registry.images["features"].ref
+    import fcntl
+    import struct
+    import termios
+
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-I", "-m", "pybox", "--root", str(store_root), "pull", ref],
+                            stdin=secondary, stdout=secondary, stderr=secondary, close_fds=True)
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(primary)
+    assert proc.wait(timeout=300) == 0
+    text = output.decode(errors="replace")
+    # tqdm draws a bar per layer: a percentage, a bar and a byte count.
+    assert "100%|" in text and "Pull complete" in text, text
+    pybox("rmi", ref)
+    quiet = pybox("pull", "-q", ref)
+    assert quiet.stdout.strip().startswith("sha256:") and quiet.stdout.count("\n") == 1 and quiet.stderr == ""

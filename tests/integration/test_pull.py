@@ -204,3 +204,17 @@ def test_concurrent_pulls_end_with_one_consistent_copy(registry, store_root: Pat
         subprocess.run([sys.executable, "-I", "-m", "pybox", "--root", str(store_root), "image", "umount", refs[0]],
                        check=True, capture_output=True)
     assert differences == [], "\n".join(differences)
+
+
+def test_deep_image_mounts_through_short_links(registry, pybox, tmp_path: Path) -> None:
+    from support.images import DEEP_LAYERS
+
+    image = registry.images["deep"]
+    pybox("pull", "-q", image.ref)
+    directory = Path(pybox("image", "mount", image.ref).stdout.strip())
+    try:
+        assert len(os.listdir(directory / "layers")) == DEEP_LAYERS
+        differences = diff_trees(_expected_tree(image, tmp_path), snapshot(directory))
+    finally:
+        pybox("image", "umount", image.ref)
+    assert differences == [], "\n".join(differences)

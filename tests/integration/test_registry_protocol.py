@@ -184,3 +184,18 @@ def test_unknown_repository_reports_the_registry_error(scripted: _Scripted, pybo
     proc = pybox("pull", f"127.0.0.1:{scripted.registry_port}/test/other:v1", check=False)
     assert proc.returncode == 125
     assert "not found" in proc.stderr and "NAME_UNKNOWN" in proc.stderr
+
+
+def test_plain_http_is_only_for_loopback_or_without_tls_verify(scripted: _Scripted) -> None:
+    from pybox.errors import TransportError
+    from pybox.registry.client import RegistryClient
+
+    host = f"127.0.0.1:{scripted.registry_port}"
+    # As if the host were not loopback: TLS only, and this server speaks HTTP.
+    strict = RegistryClient(host, plain_http_ok=False)
+    with pytest.raises(TransportError, match=rf"TLS handshake with {host} failed.*--tls-verify=false"):
+        strict.base
+    strict.close()
+    relaxed = RegistryClient(host, plain_http_ok=False, tls_verify=False)
+    assert relaxed.base == f"http://{host}"
+    relaxed.close()

@@ -277,6 +277,20 @@ def _build_busybox(layout: Path, work: Path) -> None:
            noeoa_src, "/inserted")
 
 
+DEEP_LAYERS = 130
+
+
+def _build_deep(layout: Path, work: Path) -> None:
+    """An image of DEEP_LAYERS one-file layers: with absolute lower dirs its
+    overlay options would not fit in the page the kernel takes them in."""
+    _new_layout(layout)
+    _umoci("new", "--image", _image(layout, "deep"))
+    payload = work / "payload"
+    for i in range(DEEP_LAYERS):
+        _write(payload, f"layer {i}\n")
+        _umoci("insert", "--image", _image(layout, "deep"), payload, f"/layers/{i:03d}")
+
+
 def _build_multiarch(layout: Path) -> None:
     """Tags `amd64`, `arm64`, `attestation` and `v1`, the index of all three."""
     _new_layout(layout)
@@ -448,15 +462,17 @@ def _push(host: str, stage_root: Path, push: _Push) -> SeededImage:
 def build_and_push(host: str, workdir: Path) -> dict[str, SeededImage]:
     """Build every test image under `workdir` and push it to the registry at `host`."""
     busybox, multiarch, evil = workdir / "busybox", workdir / "multiarch", workdir / "evil"
-    for sub in ("busybox-work", "evil-work", "staged"):
+    deep = workdir / "deep"
+    for sub in ("busybox-work", "evil-work", "deep-work", "staged"):
         (workdir / sub).mkdir()
-    # Three independent layouts: build them side by side (umoci is a
+    # Independent layouts: build them side by side (umoci is a
     # separate process; the threads only wait).
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         futures = [
             pool.submit(_build_busybox, busybox, workdir / "busybox-work"),
             pool.submit(_build_multiarch, multiarch),
             pool.submit(_build_evil, evil, workdir / "evil-work"),
+            pool.submit(_build_deep, deep, workdir / "deep-work"),
         ]
         results = [f.result() for f in futures]
     evil_descriptions: dict[str, str] = results[2]
@@ -475,6 +491,8 @@ def build_and_push(host: str, workdir: Path) -> dict[str, SeededImage]:
               description="busybox plus whiteouts, opaque dir, links, modes, devices, xattrs"),
         _Push(key="noeoa", layout=busybox, tag="noeoa", repo="test/noeoa:v1",
               description="busybox plus a umoci-insert layer without end-of-archive blocks"),
+        _Push(key="deep", layout=deep, tag="deep", repo="test/deep:v1",
+              description=f"{DEEP_LAYERS} layers of one file each"),
         _Push(key="multiarch", layout=multiarch, tag="v1", repo="test/multiarch:v1",
               description="index: linux/amd64, linux/arm64/v8, unknown/unknown attestation",
               all=True),
