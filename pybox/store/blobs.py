@@ -9,7 +9,6 @@ Contracts:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -17,7 +16,7 @@ from typing import BinaryIO
 from pybox.errors import DigestMismatch, NotFound
 from pybox.image import digest_hex, sha256_digest
 from pybox.store.batch import Batch
-from pybox.store.fs import make_temp_name, remove_tree
+from pybox.store.fs import make_temp_name, remove_tree, sha256_names
 from pybox.store.verify import DigestVerifier, VerifiedReader
 
 __all__ = ["BlobStore", "BlobWriter"]
@@ -104,9 +103,4 @@ class BlobStore:
         remove_tree(self.path(digest))
 
     def digests(self) -> Iterator[str]:
-        try:
-            names = os.listdir(self.dir)
-        except FileNotFoundError:
-            return
-        for name in names:
-            yield "sha256:" + name
+        return sha256_names(self.dir)

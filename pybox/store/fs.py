@@ -10,9 +10,10 @@ from __future__ import annotations
 import ctypes
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["syncfs", "atomic_write", "remove_tree", "make_temp_name"]
+__all__ = ["syncfs", "atomic_write", "remove_tree", "make_temp_name", "sha256_names"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syncfs.argtypes = [ctypes.c_int]
@@ -58,3 +59,13 @@ def remove_tree(path: Path) -> None:
             path.unlink()
     except FileNotFoundError:
         pass
+
+
+def sha256_names(directory: Path) -> Iterator[str]:
+    """``sha256:<name>`` for each entry of a directory named by digest; none if it is missing."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    for name in names:
+        yield "sha256:" + name

@@ -22,7 +22,7 @@ from pybox.errors import DigestMismatch, StoreError
 from pybox.image import digest_hex
 from pybox.store.batch import Batch
 from pybox.store.decompress import open_decompressed
-from pybox.store.fs import make_temp_name, remove_tree
+from pybox.store.fs import make_temp_name, remove_tree, sha256_names
 from pybox.store.unpack import unpack
 from pybox.store.verify import HashingReader, Readable
 
@@ -131,9 +131,4 @@ class LayerStore:
         remove_tree(doomed)
 
     def diff_ids(self) -> Iterator[str]:
-        try:
-            names = os.listdir(self.dir)
-        except FileNotFoundError:
-            return
-        for name in names:
-            yield "sha256:" + name
+        return sha256_names(self.dir)

@@ -27,7 +27,7 @@ from support.tools import PROXY_VARIABLES, run
 from support.tree import Entry, diff_trees, snapshot, umoci_unpack
 
 SEEDED_KEYS = (
-    "gzip", "schema2", "zstd", "features", "noeoa",
+    "gzip", "schema2", "zstd", "features", "noeoa", "deep",
     "multiarch", "multiarch-amd64", "multiarch-arm64",
     "evil-dotdot", "evil-symlink-write", "evil-relsymlink-write",
     "evil-hardlink-out", "evil-hardlink-abs", "evil-bad-diffid",

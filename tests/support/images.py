@@ -324,11 +324,11 @@ def _build_multiarch(layout: Path) -> None:
         }),
     )
     manifests = []
-    for tag, platform, annotations in platforms:
+    for tag, platform, extra_annotations in platforms:
         entry = _index_entry(layout, tag)
         descriptor = {k: entry[k] for k in ("mediaType", "digest", "size")}
         manifests.append({**descriptor, "platform": platform,
-                          **({"annotations": annotations} if annotations else {})})
+                          **({"annotations": extra_annotations} if extra_annotations else {})})
     index = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",

@@ -9,7 +9,9 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import shutil
 import stat
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,17 +23,15 @@ from pybox.store.decompress import open_decompressed
 from pybox.store.unpack import UnpackStats, unpack
 
 
-def _require_root() -> None:
-    """Skip the module without root; under PYBOX_TEST_STRICT=1 (CI) fail instead."""
-    if os.geteuid() == 0:
-        return
-    reason = "unpack needs root: mknod, chown, trusted.* and security.* xattrs"
+def _cannot_run(reason: str, *, module: bool = False) -> None:
+    """Skip (the whole module if ``module``); under PYBOX_TEST_STRICT=1, as CI sets it, fail instead."""
     if os.environ.get("PYBOX_TEST_STRICT") == "1":
         pytest.fail(f"{reason} (PYBOX_TEST_STRICT=1 forbids skipping)", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
+    pytest.skip(reason, allow_module_level=module)
 
 
-_require_root()
+if os.geteuid() != 0:
+    _cannot_run("unpack needs root: mknod, chown, trusted.* and security.* xattrs", module=True)
 
 MTIME = 1_600_000_000
 # A version-2 vfs_cap_data: effective flag, permitted = cap_net_bind_service and
@@ -235,6 +235,30 @@ def test_contiguous_file_is_a_regular_file(layer: Path) -> None:
     ti.type = tarfile.CONTTYPE
     run(layer, (ti, data))
     assert (layer / "c").read_bytes() == b"contiguous"
+
+
+@pytest.mark.parametrize("tar_format", [["--format=gnu"], ["--format=posix", "--sparse-version=0.1"], ["--format=posix", "--sparse-version=1.0"]])
+def test_gnu_tar_sparse_file_content(layer: Path, tmp_path: Path, tar_format: list[str]) -> None:
+    # Python's tarfile cannot write sparse members; GNU tar, as Debian ships it, can.
+    gnu_tar = shutil.which("tar")
+    if gnu_tar is None:
+        _cannot_run("GNU tar is not installed")
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "sparse", "wb") as f:
+        f.write(b"A" * 5000)
+        f.seek(3 << 20)
+        f.write(b"B" * 7000)
+        f.truncate(5 << 20)  # ends in a hole
+    (src / "after").write_bytes(b"next member")
+    blob = subprocess.run(
+        [gnu_tar, "--sparse", *tar_format, "-cf", "-", "-C", str(src), "sparse", "after"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    unpack(_Stream(blob), layer)
+    assert (layer / "sparse").read_bytes() == (src / "sparse").read_bytes()
+    assert (layer / "after").read_bytes() == b"next member"
 
 
 def test_xattrs_from_pax_headers(layer: Path) -> None:
@@ -447,8 +471,26 @@ def test_truncated_member_data_raises(layer: Path, missing: int) -> None:
 
 
 def test_not_a_tar_raises(layer: Path) -> None:
-    with pytest.raises(ContentError, match="not a tar"):
+    with pytest.raises(ContentError, match="damaged header"):
         unpack(_Stream(b"this is no tar archive" * 100), layer)
+
+
+@pytest.mark.parametrize("damage", ["checksum", "cut"])
+def test_damaged_header_after_first_member_raises(layer: Path, damage: str) -> None:
+    # tarfile alone would end the archive there and drop the rest of the layer.
+    blob = bytearray(make_tar(file("a", b"A" * 700), file("b", b"B"), fmt=tarfile.USTAR_FORMAT))
+    second = 512 + 1024
+    if damage == "checksum":
+        blob[second + 148 : second + 156] = b"0000000\0"
+    else:
+        del blob[second + 300 :]
+    with pytest.raises(ContentError, match="damaged header"):
+        unpack(_Stream(bytes(blob)), layer)
+
+
+def test_hardlink_to_directory_raises(layer: Path) -> None:
+    with pytest.raises(ContentError, match="'h'"):
+        run(layer, directory("d"), hardlink("h", "d"))
 
 
 def test_gzip_layer_end_to_end(layer: Path) -> None:
