@@ -11,16 +11,18 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pybox.errors import RegistryError, TransportError, Unauthorized
+from pybox.registry.credentials import Credentials
 
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["Challenge", "parse_challenges", "Credentials", "Authenticator"]
+__all__ = ["Challenge", "parse_challenges", "Authenticator"]
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +62,6 @@ def parse_challenges(header: str) -> list[Challenge]:
     return out
 
 
-@dataclass(frozen=True)
-class Credentials:
-    username: str
-    password: str = field(repr=False)
-
-
 @dataclass
 class _Token:
     value: str
@@ -80,6 +76,53 @@ class Authenticator:
         self._verify = verify
         self._credentials = credentials
         self._tokens: dict[tuple[str, str, str], _Token] = {}
+        # Layer threads share one authenticator: fetch each token once.
+        self._lock = threading.Lock()
+
+    @property
+    def credentials(self) -> Credentials | None:
+        return self._credentials
+
+    def who(self) -> str:
+        return self._credentials.describe() if self._credentials else "no credentials (anonymous)"
+
+    def _fetch_token(self, realm: str, service: str, scope: str) -> dict:
+        """Ask the token server: OAuth2 with an identity token, else GET with Basic auth or anonymously.
+
+        (distribution's token spec; Docker sends ``account`` with the user name.)
+        """
+        import requests
+
+        creds = self._credentials
+        try:
+            if creds is not None and creds.identity_token:
+                form = {"grant_type": "refresh_token", "refresh_token": creds.identity_token,
+                        "service": service, "client_id": "pybox"}
+                if scope:
+                    form["scope"] = scope
+                resp = self._session.post(realm, data=form, verify=self._verify, timeout=30)
+            else:
+                params = {k: v for k, v in (("service", service), ("scope", scope)) if v}
+                auth = None
+                if creds is not None:
+                    params["account"] = creds.username
+                    auth = (creds.username, creds.password)
+                resp = self._session.get(realm, params=params, auth=auth, verify=self._verify, timeout=30)
+        except requests.RequestException as e:
+            raise TransportError(f"cannot reach the token server {realm}: {type(e).__name__}") from None
+        if resp.status_code in (401, 403):
+            raise Unauthorized(
+                f"the token server {realm} refused access to {scope or 'the registry'} with {self.who()}"
+            )
+        if resp.status_code != 200:
+            raise RegistryError(f"the token server {realm} answered HTTP {resp.status_code}")
+        try:
+            doc = resp.json()
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            raise RegistryError(f"the token server {realm} did not answer with JSON")
+        return doc
 
     def header(self, challenge: Challenge, scope: str) -> str:
         """The ``Authorization`` header value that answers ``challenge`` for ``scope``."""
@@ -96,7 +139,8 @@ class Authenticator:
         """Drop a cached token the registry refused."""
         key = (challenge.params.get("realm", ""), challenge.params.get("service", ""),
                scope or challenge.params.get("scope", ""))
-        self._tokens.pop(key, None)
+        with self._lock:
+            self._tokens.pop(key, None)
 
     def _token(self, challenge: Challenge, scope: str) -> str:
         realm = challenge.params.get("realm")
@@ -105,31 +149,22 @@ class Authenticator:
         service = challenge.params.get("service", "")
         scope = scope or challenge.params.get("scope", "")
         key = (realm, service, scope)
-        cached = self._tokens.get(key)
-        if cached and cached.expires > time.monotonic():
-            return cached.value
-        import requests
+        with self._lock:
+            cached = self._tokens.get(key)
+            if cached and cached.expires > time.monotonic():
+                return cached.value
+            doc = self._fetch_token(realm, service, scope)
+            return self._remember(key, doc, realm)
 
-        params = {k: v for k, v in (("service", service), ("scope", scope)) if v}
-        auth = (self._credentials.username, self._credentials.password) if self._credentials else None
+    def _remember(self, key: tuple[str, str, str], doc: dict, realm: str) -> str:
         try:
-            resp = self._session.get(realm, params=params, auth=auth, verify=self._verify, timeout=30)
-        except requests.RequestException as e:
-            raise TransportError(f"cannot reach the token server {realm}: {type(e).__name__}") from None
-        if resp.status_code in (401, 403):
-            raise Unauthorized(f"the token server {realm} refused access to {scope or 'the registry'}")
-        if resp.status_code != 200:
-            raise RegistryError(f"the token server {realm} answered HTTP {resp.status_code}")
-        try:
-            doc = resp.json()
             value = doc.get("token") or doc.get("access_token")
             lifetime = int(doc.get("expires_in") or _DEFAULT_TOKEN_LIFETIME)
-        except (ValueError, AttributeError, TypeError):
-            value = None
-            lifetime = 0
+        except (AttributeError, TypeError, ValueError):
+            value, lifetime = None, 0
         if not value:
             raise RegistryError(f"the token server {realm} returned no token")
         # Renew a little early so a token does not expire in flight.
         self._tokens[key] = _Token(value, time.monotonic() + max(lifetime - 5, 1))
-        log.debug("got a token for %s from %s", scope, realm)
+        log.debug("got a token for %s from %s", key[2], realm)
         return value

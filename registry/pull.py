@@ -12,32 +12,38 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 from pybox import reference
-from pybox.errors import InvalidDocument, PlatformMismatch
+from pybox.errors import ContentError, InvalidDocument, PlatformMismatch
 from pybox.image import (
     Descriptor,
     Index,
     Manifest,
     Platform,
     check_digest,
+    digest_hex,
     parse_config,
     parse_manifest_or_index,
     sha256_digest,
 )
-from pybox.registry.client import CHUNK, RawBody, RegistryClient
+from pybox.registry.client import CHUNK, BlobStream, RegistryClient
+from pybox.registry.credentials import Credentials, lookup
 from pybox.store import Store
 from pybox.store.batch import Batch
 from pybox.store.blobs import BlobWriter
 from pybox.store.fs import remove_tree
+from pybox.store.layers import StagedLayer
 from pybox.store.layout import INDEX_DIGEST, PULLED_DIGEST, Entry
 
 __all__ = ["PullOptions", "PullResult", "Progress", "pull"]
 
 log = logging.getLogger(__name__)
+
+# Seconds an interrupted pull waits for its layer threads to notice.
+_STOP_GRACE = 2.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +51,8 @@ class PullOptions:
     platform: Platform | None = None  # None: this machine's, and any single-platform image is taken
     tls_verify: bool = True
     jobs: int = 4
+    credentials: Credentials | None = None  # --creds; else looked up for the registry
+    authfile: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,11 +77,16 @@ class _Cancelled(Exception):
 
 
 class _Tee:
-    """Reads a blob from the network, writes it to its tmp file, reports progress."""
+    """A layer blob as one stream: what an earlier attempt left in ``tmp/``, then the network.
 
-    def __init__(self, body: RawBody, writer: BlobWriter, progress: Progress, key: str, cancel: threading.Event):
-        self._body = body
+    Network bytes are appended to the partial file as they pass; everything
+    is verified on the way and reported as progress.
+    """
+
+    def __init__(self, writer: BlobWriter, body: BlobStream, progress: Progress, key: str,
+                 cancel: threading.Event) -> None:
         self._writer = writer
+        self._body = body
         self._progress = progress
         self._key = key
         self._cancel = cancel
@@ -81,9 +94,13 @@ class _Tee:
     def read(self, n: int = -1) -> bytes:
         if self._cancel.is_set():
             raise _Cancelled()
-        data = self._body.read(CHUNK if n < 0 else max(n, 1))
+        size = CHUNK if n < 0 else max(n, 1)
+        data = self._writer.read_existing(size)
+        if not data:
+            data = self._body.read(size)
+            if data:
+                self._writer.write(data)
         if data:
-            self._writer.write(data)
             self._progress.advance(self._key, len(data))
         return data
 
@@ -99,40 +116,29 @@ class _Puller:
         self.new_layers = 0
         self._count_lock = threading.Lock()
 
+    def _lock(self, kind: str, hex_: str) -> None:
+        """Wait for another pull of the same content to finish, unless this pull is cancelled."""
+        lock = self.store.digest_lock(kind, hex_)
+        while not lock.acquire(blocking=False):
+            if self.cancel.wait(0.05):
+                raise _Cancelled()
+        self.batch.hold(lock)
+
     def layer(self, desc: Descriptor, diff_id: str) -> None:
         key = desc.hex[:12]
-        layer_lock = self.store.digest_lock("layer", diff_id.removeprefix("sha256:"))
-        blob_lock = self.store.digest_lock("blob", desc.hex)
-        layer_lock.acquire()
-        self.batch.hold(layer_lock)
-        blob_lock.acquire()
-        self.batch.hold(blob_lock)
+        # Always layer before blob: two pulls that share both never deadlock.
+        self._lock("layer", digest_hex(diff_id))
+        self._lock("blob", desc.hex)
         need_blob = not self.store.blobs.has(desc.digest)
         need_layer = not self.store.layers.has(diff_id)
         if not need_blob and not need_layer:
             self.progress.finish(key, "Already exists")
             return
+        if need_layer:
+            self.store.layers.discard_stale(diff_id)
         self.progress.start(key, desc.size if need_blob else None)
-        what = f"layer {desc.digest}"
         if need_blob:
-            staged = None
-            writer = self.store.blobs.writer(desc.digest, desc.size, what)
-            resp = self.client.open_blob(self.repo, desc.digest, what)
-            try:
-                tee = _Tee(RawBody(resp), writer, self.progress, key, self.cancel)
-                if need_layer:
-                    staged = self.store.layers.unpack(tee, desc.media_type, diff_id)
-                else:
-                    while tee.read(CHUNK):
-                        pass
-                writer.finish(self.batch)
-            except BaseException:
-                writer.discard()
-                if staged is not None:
-                    remove_tree(staged.tmp)
-                raise
-            finally:
-                resp.close()
+            staged = self._download(desc, diff_id, key, unpack=need_layer)
         else:
             with self.store.blobs.open(desc.digest, desc.size) as blob:
                 staged = self.store.layers.unpack(blob, desc.media_type, diff_id)
@@ -141,6 +147,34 @@ class _Puller:
             with self._count_lock:
                 self.new_layers += 1
         self.progress.finish(key, "Pull complete")
+
+    def _download(self, desc: Descriptor, diff_id: str, key: str, *, unpack: bool) -> StagedLayer | None:
+        """Download (resuming a partial one) and, in the same pass, unpack a layer blob."""
+        what = f"layer {desc.digest}"
+        writer = self.store.blobs.writer(desc.digest, desc.size, what, resumable=True)
+        staged = None
+        try:
+            with BlobStream(self.client, self.repo, desc, what, offset=writer.existing) as body:
+                tee = _Tee(writer, body, self.progress, key, self.cancel)
+                if unpack:
+                    staged = self.store.layers.unpack(tee, desc.media_type, diff_id)
+                else:
+                    while tee.read(CHUNK):
+                        pass
+            writer.finish(self.batch)
+        except ContentError:
+            # Wrong bytes, or a layer refused: resuming would give the same.
+            writer.discard()
+            if staged is not None:
+                remove_tree(staged.tmp)
+            raise
+        except BaseException:
+            # Interrupted or the network gave up: keep the bytes for next time.
+            writer.suspend()
+            if staged is not None:
+                remove_tree(staged.tmp)
+            raise
+        return staged
 
 
 def _fetch_manifest(client: RegistryClient, repo: str, ref: str, what: str) -> tuple[bytes, Manifest | Index, str]:
@@ -177,25 +211,47 @@ def _check_platform(config_platform: Platform, wanted: Platform | None, name: st
 
 
 def _pull_layers(puller: _Puller, manifest: Manifest, diff_ids: list[str], jobs: int) -> None:
-    pairs = list(zip(manifest.layers, diff_ids))
-    if not pairs:
-        return
-    pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(pairs))), thread_name_prefix="pull")
-    futures = [pool.submit(puller.layer, desc, diff_id) for desc, diff_id in pairs]
+    """Pull layers in ``jobs`` threads; the first failure, or Ctrl-C, cancels the rest.
+
+    Daemon threads rather than a ThreadPoolExecutor: the executor's exit
+    hook joins its workers, so an interrupted pull would wait for a stuck
+    socket read; here the main thread gives the workers a moment to stop at
+    their next chunk and then leaves.
+    """
+    pending = list(zip(manifest.layers, diff_ids))
+    errors: list[BaseException] = []
+    mutex = threading.Lock()
+
+    def work() -> None:
+        while not puller.cancel.is_set():
+            with mutex:
+                if not pending:
+                    return
+                desc, diff_id = pending.pop(0)
+            try:
+                puller.layer(desc, diff_id)
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                with mutex:
+                    errors.append(e)
+                puller.cancel.set()
+                return
+
+    threads = [threading.Thread(target=work, name=f"pull-{i}", daemon=True)
+               for i in range(max(1, min(jobs, len(pending))))]
+    for t in threads:
+        t.start()
     try:
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
-            puller.cancel.set()
-            wait(futures)
-            errors = [f.exception() for f in futures if f.exception() is not None]
-            # Report the real failure, not a sibling's cancellation.
-            raise next((e for e in errors if not isinstance(e, _Cancelled)), errors[0])  # type: ignore[misc]
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
     except BaseException:
         puller.cancel.set()
+        for t in threads:
+            t.join(_STOP_GRACE)
         raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    if errors:
+        # Report the real failure, not a sibling's cancellation.
+        raise next((e for e in errors if not isinstance(e, _Cancelled)), errors[0])
 
 
 def _pull_locked(store: Store, client: RegistryClient, ref: reference.Reference, options: PullOptions,
@@ -228,9 +284,12 @@ def _pull_locked(store: Store, client: RegistryClient, ref: reference.Reference,
 def pull(store: Store, text: str, options: PullOptions, progress: Progress) -> PullResult:
     """Pull ``text`` (a reference as users type it) into ``store``."""
     ref = reference.normalize(text)
-    client = RegistryClient(ref.api_host, plain_http_ok=ref.is_loopback, tls_verify=options.tls_verify)
+    creds = lookup(ref.domain, explicit=options.credentials, authfile=options.authfile)
+    client = RegistryClient(ref.api_host, plain_http_ok=ref.is_loopback, tls_verify=options.tls_verify,
+                            credentials=creds)
     try:
         with store.lock():
+            store.clean_tmp()
             batch = store.batch()
             try:
                 result, entry = _pull_locked(store, client, ref, options, progress, batch)

@@ -29,10 +29,18 @@ PyboxRunner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's store, credentials or proxies."""
-    for name in ("PYBOX_ROOT", "DOCKER_CONFIG", "REGISTRY_AUTH_FILE", *PROXY_VARIABLES):
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's store, credentials or proxies.
+
+    HOME is an empty directory of the test's own, so ~/.docker/config.json
+    and ~/.config/... are whatever the test puts there.
+    """
+    for name in ("PYBOX_ROOT", "DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME",
+                 *PROXY_VARIABLES):
         monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
 
 
 @pytest.fixture(scope="session", autouse=True)

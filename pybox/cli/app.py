@@ -9,6 +9,7 @@ which may hold tokens and passwords.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import traceback
 from dataclasses import dataclass
@@ -70,9 +71,10 @@ def _global_options(
 
 
 def _register() -> None:
-    from pybox.cli import images, system
+    from pybox.cli import auth, images, system
 
     images.register(app)
+    auth.register(app)
     system.register(app)
 
 
@@ -83,7 +85,13 @@ def _fail(message: str, code: int = EXIT_PYBOX) -> int:
     return code
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(argv: list[str] | None = None) -> None:
+    # SIGTERM stops pybox as Ctrl-C does: staged work is dropped, partial downloads kept.
+    signal.signal(signal.SIGTERM, _interrupt)
     _register()
     try:
         result = app(args=argv, prog_name="pybox", standalone_mode=False)

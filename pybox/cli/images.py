@@ -16,7 +16,7 @@ __all__ = ["register"]
 image_app = typer.Typer(help="Manage images.", no_args_is_help=True)
 
 
-def _parse_bool(value: str, flag: str) -> bool:
+def parse_bool(value: str, flag: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("true", "1", "yes"):
         return True
@@ -31,6 +31,9 @@ def pull(
     platform: Optional[str] = typer.Option(None, "--platform", help="os/arch[/variant] to choose from an index."),
     tls_verify: str = typer.Option("true", "--tls-verify", flag_value="true", is_flag=False, metavar="BOOL",
                                    help="Verify TLS certificates; false also allows plain HTTP."),
+    creds: Optional[str] = typer.Option(None, "--creds", metavar="USER:PASS",
+                                        help="Credentials for the registry (else from login and auth files)."),
+    authfile: Optional[str] = typer.Option(None, "--authfile", help="pybox's auth file (default ~/.config/pybox/auth.json)."),
 ) -> None:
     """Pull an image from a registry."""
     from pybox.cli.progress import make_progress
@@ -38,9 +41,13 @@ def pull(
     from pybox.reference import normalize
     from pybox.registry.pull import PullOptions, pull as do_pull
 
+    from pybox.registry.credentials import own_auth_file, parse_creds
+
     options = PullOptions(
         platform=Platform.parse(platform) if platform else None,
-        tls_verify=_parse_bool(tls_verify, "--tls-verify"),
+        tls_verify=parse_bool(tls_verify, "--tls-verify"),
+        credentials=parse_creds(creds) if creds else None,
+        authfile=own_auth_file(authfile),
     )
     name = str(normalize(ref))
     if not quiet:

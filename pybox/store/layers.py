@@ -87,6 +87,13 @@ class LayerStore:
             raise
         return StagedLayer(diff_id=diff_id, tmp=tmp, size=stats.bytes)
 
+    def discard_stale(self, diff_id: str) -> None:
+        """Remove unpack directories an interrupted pybox left for this layer (caller holds its lock)."""
+        prefix = "layer-" + digest_hex(diff_id) + "-"
+        for name in os.listdir(self.tmp_dir):
+            if name.startswith(prefix):
+                remove_tree(self.tmp_dir / name)
+
     def stage(self, staged: StagedLayer, batch: Batch) -> None:
         batch.add(staged.tmp, self.path(staged.diff_id), after=lambda: self.ensure_link(staged.diff_id))
 

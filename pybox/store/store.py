@@ -11,7 +11,7 @@ from pybox.errors import StoreError
 from pybox.image import MT
 from pybox.store.batch import Batch
 from pybox.store.blobs import BlobStore
-from pybox.store.fs import atomic_write
+from pybox.store.fs import atomic_write, remove_tree
 from pybox.store.images import ImageCatalog
 from pybox.store.layers import LayerStore
 from pybox.store.layout import LAYOUT_VERSION, ImageIndex
@@ -19,6 +19,7 @@ from pybox.store.locks import FileLock
 
 __all__ = ["Store"]
 
+_TEMP_NAME = re.compile(r".+-(\d+)-[0-9a-f]{8}")
 _DIRS = ("blobs/sha256", "layers", "l", "tmp", "locks", "mounts", "containers", "cache")
 
 
@@ -57,6 +58,17 @@ class Store:
     def digest_lock(self, kind: str, digest_hex: str) -> FileLock:
         return FileLock(self.root / "locks" / f"{kind}-{digest_hex}.lock")
 
+    def clean_tmp(self) -> None:
+        """Remove what dead pybox processes left in ``tmp/``; partial downloads stay for resuming.
+
+        Temporary names end in ``-<pid>-<8 hex>`` (:func:`make_temp_name`);
+        an entry whose process is gone can be neither finished nor resumed.
+        """
+        for name in os.listdir(self.tmp_dir):
+            m = _TEMP_NAME.fullmatch(name)
+            if m and not _alive(int(m.group(1))):
+                remove_tree(self.tmp_dir / name)
+
     def batch(self) -> Batch:
         return Batch(self.root)
 
@@ -78,3 +90,13 @@ class Store:
 def _unescape(field: str) -> str:
     """mountinfo writes space, tab, newline and backslash as octal escapes."""
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
