@@ -3,9 +3,10 @@
 Layers download in a bounded pool of threads; each thread streams its blob
 into ``tmp/`` and, in the same pass, through the decompressor into the
 layer's unpack directory, so download, decompression and unpacking overlap
-(zlib, zstandard and hashlib release the GIL). Nothing becomes visible until
-every digest checked out; then one ``syncfs`` and the renames (see
-:mod:`pybox.store.batch`), and last the name in ``index.json``.
+(zlib, zstandard and hashlib release the GIL). A layer becomes visible once
+its digests checked out (one ``syncfs``, then renames: see
+:mod:`pybox.store.batch`); the manifest, index and config follow when every
+layer is in, and last the name in ``index.json``.
 """
 
 from __future__ import annotations
@@ -106,49 +107,67 @@ class _Tee:
 
 
 class _Puller:
-    def __init__(self, store: Store, client: RegistryClient, repo: str, progress: Progress, batch: Batch):
+    """Pulls layers; each layer commits on its own as soon as it is complete.
+
+    A layer's locks are held only until its own commit: were they held until
+    the whole image was in, two pulls of overlapping images could each hold
+    a layer the other waits for. A committed layer is content-addressed and
+    unreferenced until the image's name is written, so it is harmless if the
+    rest of the pull fails, and the next pull reuses it.
+    """
+
+    def __init__(self, store: Store, client: RegistryClient, repo: str, progress: Progress):
         self.store = store
         self.client = client
         self.repo = repo
         self.progress = progress
-        self.batch = batch
         self.cancel = threading.Event()
         self.new_layers = 0
         self._count_lock = threading.Lock()
 
-    def _lock(self, kind: str, hex_: str) -> None:
+    def _lock(self, batch: Batch, kind: str, hex_: str) -> None:
         """Wait for another pull of the same content to finish, unless this pull is cancelled."""
         lock = self.store.digest_lock(kind, hex_)
         while not lock.acquire(blocking=False):
             if self.cancel.wait(0.05):
                 raise _Cancelled()
-        self.batch.hold(lock)
+        batch.hold(lock)
 
     def layer(self, desc: Descriptor, diff_id: str) -> None:
+        batch = self.store.batch()
+        try:
+            status = self._layer(desc, diff_id, batch)
+            batch.commit()
+        except BaseException:
+            batch.abort()
+            raise
+        self.progress.finish(desc.hex[:12], status)
+
+    def _layer(self, desc: Descriptor, diff_id: str, batch: Batch) -> str:
         key = desc.hex[:12]
-        # Always layer before blob: two pulls that share both never deadlock.
-        self._lock("layer", digest_hex(diff_id))
-        self._lock("blob", desc.hex)
+        # Always the layer's lock before the blob's, so two pulls never wait on each other in a circle.
+        self._lock(batch, "layer", digest_hex(diff_id))
+        self._lock(batch, "blob", desc.hex)
         need_blob = not self.store.blobs.has(desc.digest)
         need_layer = not self.store.layers.has(diff_id)
         if not need_blob and not need_layer:
-            self.progress.finish(key, "Already exists")
-            return
+            return "Already exists"
         if need_layer:
             self.store.layers.discard_stale(diff_id)
         self.progress.start(key, desc.size if need_blob else None)
         if need_blob:
-            staged = self._download(desc, diff_id, key, unpack=need_layer)
+            staged = self._download(desc, diff_id, key, batch, unpack=need_layer)
         else:
             with self.store.blobs.open(desc.digest, desc.size) as blob:
                 staged = self.store.layers.unpack(blob, desc.media_type, diff_id)
         if staged is not None:
-            self.store.layers.stage(staged, self.batch)
+            self.store.layers.stage(staged, batch)
             with self._count_lock:
                 self.new_layers += 1
-        self.progress.finish(key, "Pull complete")
+        return "Pull complete"
 
-    def _download(self, desc: Descriptor, diff_id: str, key: str, *, unpack: bool) -> StagedLayer | None:
+    def _download(self, desc: Descriptor, diff_id: str, key: str, batch: Batch, *,
+                  unpack: bool) -> StagedLayer | None:
         """Download (resuming a partial one) and, in the same pass, unpack a layer blob."""
         what = f"layer {desc.digest}"
         writer = self.store.blobs.writer(desc.digest, desc.size, what, resumable=True)
@@ -161,7 +180,7 @@ class _Puller:
                 else:
                     while tee.read(CHUNK):
                         pass
-            writer.finish(self.batch)
+            writer.finish(batch)
         except ContentError:
             # Wrong bytes, or a layer refused: resuming would give the same.
             writer.discard()
@@ -270,7 +289,7 @@ def _pull_locked(store: Store, client: RegistryClient, ref: reference.Reference,
         layer.hex  # only sha256 content can be stored; fail before downloading anything
     store.blobs.put(config_raw, batch, manifest.config.digest)
     store.blobs.put(body, batch, desc.digest)
-    puller = _Puller(store, client, ref.path, progress, batch)
+    puller = _Puller(store, client, ref.path, progress)
     _pull_layers(puller, manifest, config.diff_ids, options.jobs)
     annotations = {PULLED_DIGEST: pulled}
     if index_digest:
