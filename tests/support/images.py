@@ -454,8 +454,18 @@ def _push(host: str, stage_root: Path, push: _Push) -> SeededImage:
         source = f"dir:{staged}"
     # --preserve-digests forbids that reuse too (a blob of another
     # compression swapped in), so the registry holds exactly these bytes.
-    _skopeo_copy("--preserve-digests", "--dest-tls-verify=false",
-                 *(("--all",) if push.all else ()), source, f"docker://{ref}")
+    args = ("--preserve-digests", "--dest-tls-verify=false", *(("--all",) if push.all else ()),
+            source, f"docker://{ref}")
+    # distribution 2.8's filesystem driver sometimes answers 500 when two
+    # pushes upload the same blob at once (the images share layers and are
+    # pushed in parallel); a second try finds the blob in place.
+    for attempt in range(3):
+        try:
+            _skopeo_copy(*args)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
     return SeededImage(ref=ref, layout=push.layout, tag=push.tag, description=push.description)
 
 
