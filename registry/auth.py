@@ -71,7 +71,9 @@ class _Token:
 class Authenticator:
     """Answers challenges for one registry; holds tokens, never logs secrets."""
 
-    def __init__(self, session: "requests.Session", *, verify: bool, credentials: Credentials | None = None) -> None:
+    def __init__(self, session: "requests.Session", *, host: str, verify: bool,
+                 credentials: Credentials | None = None) -> None:
+        self._host = host
         self._session = session
         self._verify = verify
         self._credentials = credentials
@@ -128,7 +130,10 @@ class Authenticator:
         """The ``Authorization`` header value that answers ``challenge`` for ``scope``."""
         if challenge.scheme == "basic":
             if self._credentials is None:
-                raise Unauthorized("the registry requires a user name and password (Basic auth)")
+                raise Unauthorized(
+                    f"{self._host} requires a user name and password (Basic auth): "
+                    f"run 'pybox login {self._host}' or pass --creds"
+                )
             pair = f"{self._credentials.username}:{self._credentials.password}".encode()
             return "Basic " + base64.b64encode(pair).decode()
         if challenge.scheme == "bearer":

@@ -88,7 +88,7 @@ class RegistryClient:
         if tls_verify:
             self._session.mount("https://", _TrustAdapter(registry_ssl_context(host)))
         self._session.mount("http://", HTTPAdapter(pool_maxsize=16))
-        self._auth = Authenticator(self._session, verify=tls_verify, credentials=credentials)
+        self._auth = Authenticator(self._session, host=host, verify=tls_verify, credentials=credentials)
         self._base: str | None = None
         self._challenge: Challenge | None = None
         self._ping_lock = threading.Lock()

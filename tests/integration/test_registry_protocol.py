@@ -177,7 +177,10 @@ def test_basic_challenge_without_credentials_is_unauthorized(scripted: _Scripted
     scripted.challenge = "basic"
     proc = pybox("pull", f"127.0.0.1:{scripted.registry_port}/test/app:v1", check=False)
     assert proc.returncode == 125
-    assert proc.stderr.strip() == "pybox: error: the registry requires a user name and password (Basic auth)"
+    host = f"127.0.0.1:{scripted.registry_port}"
+    assert proc.stderr.strip() == (
+        f"pybox: error: {host} requires a user name and password (Basic auth): run 'pybox login {host}' or pass --creds"
+    )
 
 
 def test_unknown_repository_reports_the_registry_error(scripted: _Scripted, pybox) -> None:
