@@ -107,8 +107,13 @@ class RegistryClient:
             try:
                 resp = self._send("GET", base + "/v2/", headers={}, stream=False, what="/v2/")
             except TransportError as e:
-                if isinstance(e.__cause__, (requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
-                    last = e.__cause__
+                cause = e.__cause__
+                # A certificate that does not verify is a problem to report,
+                # not a sign that the registry speaks plain HTTP.
+                if isinstance(cause, requests.exceptions.SSLError) and "CERTIFICATE_VERIFY_FAILED" in repr(cause):
+                    raise
+                if isinstance(cause, (requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
+                    last = cause
                     continue
                 raise
             resp.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -25,7 +26,7 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def registry_config(
-    *, port: int, storage: Path, auth: dict[str, Any] | None = None
+    *, port: int, storage: Path, auth: dict[str, Any] | None = None, tls: tuple[Path, Path] | None = None
 ) -> dict[str, Any]:
     """The registry's configuration; `auth` goes verbatim under `auth:`.
 
@@ -50,6 +51,8 @@ def registry_config(
     }
     if auth is not None:
         config["auth"] = auth
+    if tls is not None:
+        config["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
     return config
 
 
@@ -68,11 +71,14 @@ class Registry:
     `images` is filled by whoever seeds the registry (see support.images).
     """
 
-    def __init__(self, workdir: Path, *, auth: dict[str, Any] | None = None) -> None:
+    def __init__(self, workdir: Path, *, auth: dict[str, Any] | None = None,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        """`tls` is (certificate, key): the registry then speaks HTTPS only."""
         self.workdir = workdir
         self.port = _free_port()
         self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
+        self.url = f"{'https' if tls else 'http'}://{self.host}"
+        self._tls = tls
         self.config_path = workdir / "config.yml"
         self.log_path = workdir / "registry.log"
         self.images: dict[str, SeededImage] = {}
@@ -82,7 +88,7 @@ class Registry:
     def start(self) -> None:
         storage = self.workdir / "storage"
         storage.mkdir(parents=True, exist_ok=True)
-        config = registry_config(port=self.port, storage=storage, auth=self._auth)
+        config = registry_config(port=self.port, storage=storage, auth=self._auth, tls=self._tls)
         self.config_path.write_text(json.dumps(config, indent=2))
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
@@ -113,7 +119,11 @@ class Registry:
 
     def _answers(self) -> bool:
         try:
-            with _DIRECT.open(f"{self.url}/v2/", timeout=1):
+            # Readiness only: the certificate is the test's business.
+            context = ssl._create_unverified_context() if self._tls else None
+            with _DIRECT.open(f"{self.url}/v2/", timeout=1) if context is None else urllib.request.urlopen(
+                f"{self.url}/v2/", timeout=1, context=context
+            ):
                 return True
         except urllib.error.HTTPError:
             # 401 from a registry with auth: it is up.
