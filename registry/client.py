@@ -301,7 +301,9 @@ class BlobStream:
             try:
                 if self._resp is None:
                     self._resp = self._open()
-                data = self._resp.raw.read(size, decode_content=True)
+                # read1: what has arrived, up to size. read() would wait for
+                # the whole size and drop what it had when the connection breaks.
+                data = self._resp.raw.read1(size, decode_content=True)
             except (urllib3.exceptions.HTTPError, requests.exceptions.ConnectionError, OSError) as e:
                 self._broken(repr(e))
                 continue

@@ -267,6 +267,7 @@ def _pull_layers(puller: _Puller, manifest: Manifest, diff_ids: list[str], jobs:
         puller.cancel.set()
         for t in threads:
             t.join(_STOP_GRACE)
+        puller.store.clean_own_tmp()
         raise
     if errors:
         # Report the real failure, not a sibling's cancellation.

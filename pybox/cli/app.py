@@ -79,23 +79,32 @@ def _register() -> None:
 
 
 def _fail(message: str, code: int = EXIT_PYBOX) -> int:
-    if state.debug or "--debug" in sys.argv:
+    if (state.debug or "--debug" in sys.argv) and sys.exc_info()[0] is not None:
         traceback.print_exc()
     print(f"pybox: error: {message}", file=sys.stderr)
     return code
 
 
+_interrupted = False
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    global _interrupted
+    _interrupted = True
     raise KeyboardInterrupt
 
 
 def run(argv: list[str] | None = None) -> None:
     # SIGTERM stops pybox as Ctrl-C does: staged work is dropped, partial downloads kept.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     _register()
     try:
         result = app(args=argv, prog_name="pybox", standalone_mode=False)
         code = result if isinstance(result, int) else 0
+        if _interrupted:
+            # Typer turns KeyboardInterrupt into a plain 130 before it reaches us.
+            code = _fail("interrupted", 130)
     except typer.Exit as e:
         code = e.exit_code
     except typer.Abort:

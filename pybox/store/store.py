@@ -69,6 +69,19 @@ class Store:
             if m and not _alive(int(m.group(1))):
                 remove_tree(self.tmp_dir / name)
 
+    def clean_own_tmp(self) -> None:
+        """Remove this process's temporary entries, for an interrupted pybox whose threads
+        could not clean up after themselves (they may be blocked in a read)."""
+        own = str(os.getpid())
+        for name in os.listdir(self.tmp_dir):
+            m = _TEMP_NAME.fullmatch(name)
+            if m and m.group(1) == own:
+                try:
+                    remove_tree(self.tmp_dir / name)
+                except OSError:
+                    # A thread still writing into it: the next pull's clean_tmp finishes the job.
+                    pass
+
     def batch(self) -> Batch:
         return Batch(self.root)
 
