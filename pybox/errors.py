@@ -48,6 +48,9 @@ __all__ = [
 class PyboxError(Exception):
     """Base of every error pybox reports; ``str()`` is the one-line message."""
 
+    # Docker's convention: 125 is the tool's own failure.
+    exit_code = 125
+
 
 class UsageError(PyboxError):
     pass

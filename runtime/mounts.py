@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from pybox.runtime.linux import MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT, Linux
 from pybox.store.mounts import Mount
 
-__all__ = ["perform"]
+__all__ = ["perform", "overlay_options"]
+
+_OVERLAY_PARAMETERS = "/sys/module/overlay/parameters"
+# Features that would make an upper dir depend on this host's lower dirs
+# (inode index, redirects, metadata-only copy-up): off, where the kernel has them.
+_OFF_FEATURES = ("index", "redirect_dir", "metacopy")
 
 
 def perform(linux: Linux, m: Mount) -> None:
@@ -31,3 +37,11 @@ def perform(linux: Linux, m: Mount) -> None:
     finally:
         os.fchdir(previous)
         os.close(previous)
+
+
+def overlay_options(m: Mount) -> Mount:
+    """``m`` with ``index=off,redirect_dir=off,metacopy=off`` for each feature this kernel knows."""
+    if m.type != "overlay":
+        return m
+    extra = tuple(f"{name}=off" for name in _OFF_FEATURES if os.path.exists(f"{_OVERLAY_PARAMETERS}/{name}"))
+    return replace(m, options=m.options + extra)

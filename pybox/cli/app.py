@@ -71,8 +71,9 @@ def _global_options(
 
 
 def _register() -> None:
-    from pybox.cli import auth, images, system
+    from pybox.cli import auth, containers, images, system
 
+    containers.register(app)
     images.register(app)
     auth.register(app)
     system.register(app)
@@ -115,7 +116,7 @@ def run(argv: list[str] | None = None) -> None:
         text = format_message() if format_message else str(e)
         code = _fail(f"{text} (see 'pybox --help')")
     except PyboxError as e:
-        code = _fail(str(e))
+        code = _fail(str(e), e.exit_code)
     except KeyboardInterrupt:
         code = _fail("interrupted", 130)
     except OSError as e:

@@ -14,6 +14,7 @@ than a hundred layers fit in the one page the mount options may take.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,5 +138,46 @@ class LayerStore:
             remove_tree(self.links / name)
         remove_tree(doomed)
 
+    def read_file(self, diff_ids: list[str], path: str, *, limit: int = 1 << 20) -> bytes | None:
+        """A regular file as the merged image shows it, read from the layer dirs (no mount needed).
+
+        Layers are searched top down: a whiteout (char device 0/0) or an opaque
+        parent directory ends the search, as overlayfs would. Symlinks are not
+        followed (they could point anywhere on the host); None if absent.
+        """
+        parts = [p for p in path.strip("/").split("/") if p]
+        for diff_id in reversed(diff_ids):
+            base = self.diff_path(diff_id)
+            current = base
+            hidden = False
+            for i, part in enumerate(parts):
+                current = current / part
+                try:
+                    st = os.lstat(current)
+                except (FileNotFoundError, NotADirectoryError):
+                    break
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                    return None  # whiteout
+                if i < len(parts) - 1:
+                    if not stat.S_ISDIR(st.st_mode):
+                        break
+                    if _is_opaque(current):
+                        hidden = True
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    return None
+                with open(current, "rb") as f:
+                    return f.read(limit)
+            if hidden:
+                return None
+        return None
+
     def diff_ids(self) -> Iterator[str]:
         return sha256_names(self.dir)
+
+
+def _is_opaque(directory: Path) -> bool:
+    try:
+        return os.getxattr(directory, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False

@@ -1,0 +1,229 @@
+"""The container's filesystem, built by PID 1 inside its own mount namespace.
+
+Everything here runs after ``unshare(CLONE_NEWNS)``: the overlay and every
+other mount exist only in the container's namespace, so a killed pybox
+leaves nothing mounted on the host (DESIGN section 4). The order follows
+runc's ``libcontainer/rootfs_linux.go``: rootfs, then /proc, /dev, /sys and
+bind mounts under it, masks, then ``pivot_root``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from pybox.runtime.linux import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_STRICTATIME,
+    Linux,
+)
+from pybox.runtime.mounts import perform
+from pybox.runtime.spec import BindMount, ContainerSpec
+
+__all__ = ["MASKED_PATHS", "READONLY_PATHS", "DEVICES", "prepare_rootfs", "pivot"]
+
+# moby oci/defaults.go: paths a container must not read or write.
+MASKED_PATHS = (
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+@dataclass(frozen=True)
+class _Device:
+    name: str
+    major: int
+    minor: int
+
+
+# The nodes every container gets (runc's AllowedDevices / moby's default devices).
+DEVICES = (
+    _Device("null", 1, 3),
+    _Device("zero", 1, 5),
+    _Device("full", 1, 7),
+    _Device("random", 1, 8),
+    _Device("urandom", 1, 9),
+    _Device("tty", 5, 0),
+)
+
+_DEV_LINKS = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+)
+
+
+def _inside(root: str, path: str) -> str:
+    """``path`` of the container as a path under the rootfs mount, without leaving it.
+
+    Symlinks in the image (``/var/run -> /run``) are resolved inside the
+    rootfs, never against the host's directories.
+    """
+    current = root
+    hops = 0
+    parts = [p for p in path.split("/") if p and p != "."]
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            current = os.path.dirname(current) if current != root else root
+            continue
+        candidate = os.path.join(current, part)
+        if os.path.islink(candidate):
+            hops += 1
+            if hops > 40:
+                raise OSError(40, "too many levels of symbolic links", path)
+            target = os.readlink(candidate)
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            if target.startswith("/"):
+                current = root
+            continue
+        current = candidate
+    return current
+
+
+def _ensure(path: str, *, directory: bool) -> None:
+    if os.path.lexists(path):
+        return
+    if directory:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        with open(path, "a"):
+            pass
+
+
+def _mount_proc_dev_sys(linux: Linux, root: str, spec: ContainerSpec) -> None:
+    proc = _inside(root, "/proc")
+    _ensure(proc, directory=True)
+    linux.mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+    dev = _inside(root, "/dev")
+    _ensure(dev, directory=True)
+    linux.mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k")
+    for d in DEVICES:
+        node = os.path.join(dev, d.name)
+        linux.mknod(node, stat.S_IFCHR | 0o666, os.makedev(d.major, d.minor))
+        os.chmod(node, 0o666)  # mknod is subject to the umask
+    for name, target in _DEV_LINKS:
+        os.symlink(target, os.path.join(dev, name))
+    pts = os.path.join(dev, "pts")
+    os.mkdir(pts, 0o755)
+    linux.mount("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    shm = os.path.join(dev, "shm")
+    os.mkdir(shm, 0o1777)
+    linux.mount("shm", shm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=1777,size={spec.shm_size}")
+    mqueue = os.path.join(dev, "mqueue")
+    os.mkdir(mqueue, 0o755)
+    linux.mount("mqueue", mqueue, "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+    sys_dir = _inside(root, "/sys")
+    _ensure(sys_dir, directory=True)
+    linux.mount("sysfs", sys_dir, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+    _mount_cgroupfs(linux, os.path.join(sys_dir, "fs", "cgroup"))
+
+
+def _mount_cgroupfs(linux: Linux, target: str) -> None:
+    """The container's own cgroups, read-only, as Docker shows them (its cgroup namespace is the root)."""
+    if not os.path.isdir(target):
+        return
+    linux.mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
+    for fstype, name, options in _host_cgroup_mounts():
+        point = os.path.join(target, name)
+        os.mkdir(point, 0o555)
+        linux.mount("cgroup", point, fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, options or None)
+    linux.mount(None, target, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _host_cgroup_mounts() -> list[tuple[str, str, str]]:
+    """(fstype, directory name, mount options) of the hierarchies under the host's /sys/fs/cgroup."""
+    out = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            point, fstype, super_opts = fields[4], fields[sep + 1], fields[sep + 3]
+            if fstype not in ("cgroup", "cgroup2") or not point.startswith("/sys/fs/cgroup"):
+                continue
+            name = point[len("/sys/fs/cgroup") :].strip("/")
+            if not name:
+                return [("cgroup2", "", "")] if fstype == "cgroup2" else []
+            if "/" in name:
+                continue
+            options = ",".join(o for o in super_opts.split(",") if o not in ("rw", "ro"))
+            out.append((fstype, name, options if fstype == "cgroup" else ""))
+    return out
+
+
+def _bind(linux: Linux, root: str, mount: BindMount) -> None:
+    target = _inside(root, mount.target)
+    _ensure(target, directory=os.path.isdir(mount.source))
+    linux.mount(mount.source, target, None, MS_BIND | MS_REC)
+    if mount.readonly:
+        linux.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+
+
+def _mask(linux: Linux, root: str) -> None:
+    for path in MASKED_PATHS:
+        target = _inside(root, path)
+        if not os.path.lexists(target):
+            continue
+        if os.path.isdir(target):
+            linux.mount("tmpfs", target, "tmpfs", MS_RDONLY, None)
+        else:
+            linux.mount("/dev/null", target, None, MS_BIND)
+    for path in READONLY_PATHS:
+        target = _inside(root, path)
+        if not os.path.lexists(target):
+            continue
+        linux.mount(target, target, None, MS_BIND | MS_REC)
+        linux.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+
+
+def prepare_rootfs(linux: Linux, spec: ContainerSpec, merged: Path) -> None:
+    """Mount everything the container sees under ``merged`` (still outside pivot_root)."""
+    # Nothing mounted from here on may propagate back to the host.
+    linux.mount(None, "/", None, MS_REC | MS_PRIVATE)
+    perform(linux, spec.rootfs)
+    root = str(merged)
+    _mount_proc_dev_sys(linux, root, spec)
+    for container_path, host_file in spec.etc_files.items():
+        _bind(linux, root, BindMount(source=host_file, target=container_path))
+    for mount in spec.mounts:
+        _bind(linux, root, mount)
+    workdir = _inside(root, spec.process.cwd)
+    if not os.path.lexists(workdir):
+        os.makedirs(workdir, mode=0o755)
+    if not spec.security.privileged:
+        _mask(linux, root)
+
+
+def pivot(linux: Linux, merged: Path) -> None:
+    """Make ``merged`` the root: ``pivot_root(".", ".")`` stacks the old root under the new one,
+    and a lazy unmount of "." drops it, with no put_old directory needed (runc's pivotRoot)."""
+    os.chdir(merged)
+    linux.pivot_root(".", ".")
+    linux.umount2(".", MNT_DETACH)
+    os.chdir("/")

@@ -1,0 +1,120 @@
+"""``pybox run``: an image, run as a container to its end, and everything cleaned up after."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from pybox.errors import UsageError
+from pybox.runtime.cgroups import open_cgroup
+from pybox.runtime.cgroups.devices import DEFAULT_DEVICES, PRIVILEGED_DEVICES
+from pybox.runtime.containers import ContainerState, create_record, new_id
+from pybox.runtime.linux import Linux
+from pybox.runtime.mounts import overlay_options
+from pybox.runtime.process import run_container
+from pybox.runtime.runconfig import (
+    RunOptions,
+    hosts_file,
+    parse_mount,
+    parse_volume,
+    plan_limits,
+    plan_process,
+    plan_security,
+    resolv_conf,
+)
+from pybox.runtime.spec import ContainerSpec, Security
+from pybox.store import Store
+from pybox.store.images import Image
+from pybox.store.mounts import rootfs_mount
+
+__all__ = ["RunResult", "run_image"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    container_id: str
+    exit_code: int
+    oom_killed: bool
+
+
+def _network(text: str) -> str:
+    if text in ("none", "host"):
+        return text
+    if text in ("bridge", "default"):
+        raise UsageError("--network bridge is not available yet: use --network none or --network host")
+    raise UsageError(f"invalid --network {text!r}: expected none or host")
+
+
+def _without_mknod(security: Security) -> Security:
+    """cgroup v2 enforces device rules only through a BPF program pybox does not load yet;
+    without CAP_MKNOD no device node can be made, which keeps the host's disks out of reach."""
+    from dataclasses import replace
+
+    drop = {"CAP_MKNOD"}
+    return replace(security, bounding=security.bounding - drop, effective=security.effective - drop,
+                   permitted=security.permitted - drop)
+
+
+def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux | None = None) -> RunResult:
+    container_id = new_id()
+    network = _network(options.network)
+    plan = plan_process(image.config.config, options,
+                        lambda p: store.layers.read_file(image.config.diff_ids, p), container_id[:12])
+    limits = plan_limits(options)
+    security = plan_security(options, plan.process.user.uid)
+    binds = tuple(parse_volume(v) for v in options.volumes) + tuple(parse_mount(m) for m in options.mounts)
+
+    config = {"Image": image.id, "ImageName": (image.names or [image.id])[0], "Args": list(plan.process.args)}
+    with store.lock():
+        record = create_record(store, container_id, options.name, config)
+        cgroup = None
+        exit_code, oom = 125, False
+        try:
+            for bind in binds:
+                os.makedirs(bind.source, exist_ok=True)
+            etc = {
+                "/etc/hostname": str(record.write_file("hostname", plan.hostname + "\n")),
+                "/etc/hosts": str(record.write_file("hosts", hosts_file(plan.hostname, network))),
+                "/etc/resolv.conf": str(record.write_file("resolv.conf", resolv_conf(_host_resolv(), network))),
+            }
+            rootfs = rootfs_mount(store.layers, image.config.diff_ids, record.merged,
+                                  upper=record.upper, work=record.work)
+            rootfs = overlay_options(rootfs)
+            cgroup = open_cgroup(f"pybox/{container_id}")
+            cgroup.create(limits, devices=PRIVILEGED_DEVICES if options.privileged else DEFAULT_DEVICES)
+            if not cgroup.device_rules_enforced and not options.privileged:
+                security = _without_mknod(security)
+            spec = ContainerSpec(id=container_id, name=record.read_config()["Name"], rootfs=rootfs,
+                                 process=plan.process, security=security, hostname=plan.hostname,
+                                 limits=limits, mounts=binds, network=network, etc_files=etc)
+            state = ContainerState()
+
+            def started(pid: int) -> None:
+                state.status, state.pid = "running", pid
+                record.write_state(state)
+
+            result = run_container(spec, record.merged, join_cgroup=cgroup.add_process, on_started=started,
+                                   linux=linux)
+            exit_code = result.code
+            oom = cgroup.oom_killed()
+            state.status, state.exit_code, state.oom_killed = "exited", exit_code, oom
+            record.write_state(state)
+        finally:
+            if cgroup is not None:
+                cgroup.kill_all(signal.SIGKILL)
+                cgroup.destroy()
+            if options.remove:
+                record.remove()
+    return RunResult(container_id=container_id, exit_code=exit_code, oom_killed=oom)
+
+
+def _host_resolv() -> str:
+    try:
+        return Path("/etc/resolv.conf").read_text()
+    except OSError:
+        return ""

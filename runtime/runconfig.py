@@ -1,0 +1,292 @@
+"""From an image and what the user typed to a :class:`ContainerSpec`, by Docker's rules.
+
+Everything that can be wrong with the input is found here, before anything
+is created: a bad user, volume, memory value or capability is one clear
+error and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pybox.errors import UsageError
+from pybox.runtime.capabilities import resolve, security_for
+from pybox.runtime.spec import BindMount, Limits, NetworkMode, ProcessSpec, Security, UserSpec
+from pybox.runtime.users import resolve_user
+
+__all__ = [
+    "RunOptions",
+    "ProcessPlan",
+    "DEFAULT_PATH",
+    "parse_bytes",
+    "parse_volume",
+    "parse_mount",
+    "plan_process",
+    "plan_limits",
+    "plan_security",
+    "hosts_file",
+    "resolv_conf",
+]
+
+# What Docker puts in PATH when the image's environment has none.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """``pybox run``'s flags, as typed (strings are parsed here, not in the CLI)."""
+
+    command: tuple[str, ...] = ()
+    entrypoint: str | None = None  # --entrypoint; "" resets the image's
+    env: tuple[str, ...] = ()  # -e K=V or -e K
+    env_files: tuple[str, ...] = ()
+    workdir: str | None = None
+    user: str | None = None
+    group_add: tuple[str, ...] = ()
+    hostname: str | None = None
+    name: str | None = None
+    remove: bool = False
+    interactive: bool = False
+    tty: bool = False
+    volumes: tuple[str, ...] = ()  # -v HOST:CTR[:ro]
+    mounts: tuple[str, ...] = ()  # --mount type=bind,...
+    memory: str | None = None
+    memory_swap: str | None = None
+    cpus: str | None = None
+    cpu_shares: int | None = None
+    cpuset_cpus: str | None = None
+    pids_limit: int | None = None
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    privileged: bool = False
+    network: str = "none"
+    pull: str = "missing"
+    platform: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+
+
+def parse_bytes(text: str, flag: str) -> int:
+    """Docker's RAMInBytes: ``512m``, ``1g``, ``1.5G``, ``4096`` (binary units, optional ``b``)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*", text.lower())
+    if not m:
+        raise UsageError(f"invalid value {text!r} for {flag}: expected a size such as 512m or 1g")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def _parse_env_line(item: str, where: str) -> tuple[str, str | None]:
+    key, sep, value = item.partition("=")
+    if not key or any(c.isspace() for c in key):
+        raise UsageError(f"invalid environment variable {item!r} ({where})")
+    return key, (value if sep else None)
+
+
+def _env_files(paths: tuple[str, ...]) -> list[str]:
+    items = []
+    for path in paths:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise UsageError(f"cannot read --env-file {path}: {e.strerror}") from e
+        for number, line in enumerate(text.splitlines(), start=1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                _parse_env_line(line, f"{path}:{number}")
+                items.append(line)
+    return items
+
+
+def _merge_env(image_env: list[str], options: RunOptions, home: str, hostname: str) -> tuple[str, ...]:
+    env: dict[str, str] = {}
+    for item in image_env:
+        k, _, v = item.partition("=")
+        env[k] = v
+    env.setdefault("PATH", DEFAULT_PATH)
+    env["HOSTNAME"] = hostname
+    if options.tty:
+        env.setdefault("TERM", "xterm")
+    for item in [*_env_files(options.env_files), *options.env]:
+        key, value = _parse_env_line(item, "-e")
+        if value is None:
+            # -e K: the host's value, or nothing when the host has none (Docker).
+            if key in os.environ:
+                env[key] = os.environ[key]
+            else:
+                env.pop(key, None)
+        else:
+            env[key] = value
+    env.update(options.extra_env)
+    env.setdefault("HOME", home)
+    return tuple(f"{k}={v}" for k, v in env.items())
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessPlan:
+    process: ProcessSpec
+    hostname: str
+
+
+def _command(config: dict, options: RunOptions) -> tuple[str, ...]:
+    """Docker's rule: --entrypoint replaces the image's and clears its Cmd; trailing args replace Cmd."""
+    if options.entrypoint is not None:
+        entrypoint = [options.entrypoint] if options.entrypoint else []
+        cmd = list(options.command)
+    else:
+        entrypoint = list(config.get("Entrypoint") or [])
+        cmd = list(options.command) or list(config.get("Cmd") or [])
+    args = tuple(entrypoint + cmd)
+    if not args:
+        raise UsageError("no command specified: the image has no Entrypoint or Cmd, and none was given")
+    return args
+
+
+def plan_process(config: dict, options: RunOptions, read_file, default_hostname: str) -> ProcessPlan:
+    """``config`` is the image config's ``config`` object; ``read_file(path)`` reads the image's files."""
+    hostname = options.hostname or default_hostname
+    user = resolve_user(options.user if options.user is not None else config.get("User") or "",
+                        options.group_add, lambda p: _text(read_file(p)))
+    cwd = options.workdir or config.get("WorkingDir") or "/"
+    if not cwd.startswith("/"):
+        raise UsageError(f"the working directory {cwd!r} must be an absolute path")
+    process = ProcessSpec(
+        args=_command(config, options),
+        env=_merge_env(list(config.get("Env") or []), options, user.home, hostname),
+        cwd=cwd,
+        user=UserSpec(uid=user.uid, gid=user.gid, additional_gids=user.additional_gids),
+        terminal=options.tty,
+        stdin_open=options.interactive,
+    )
+    return ProcessPlan(process=process, hostname=hostname)
+
+
+def _text(data: bytes | None) -> str | None:
+    return None if data is None else data.decode("utf-8", "replace")
+
+
+def plan_limits(options: RunOptions) -> Limits:
+    memory = parse_bytes(options.memory, "--memory") if options.memory else None
+    swap: int | None = None
+    if options.memory_swap is not None:
+        if memory is None:
+            raise UsageError("--memory-swap needs --memory as well")
+        swap = -1 if options.memory_swap.strip() == "-1" else parse_bytes(options.memory_swap, "--memory-swap")
+        if swap != -1 and swap < memory:
+            raise UsageError("--memory-swap must be at least --memory (it counts memory plus swap)")
+    elif memory is not None:
+        # Docker: with --memory alone, as much swap again as memory.
+        swap = 2 * memory
+    if memory is not None and memory < 6 * 1024 * 1024:
+        raise UsageError("--memory must be at least 6m")
+    cpus = None
+    if options.cpus is not None:
+        try:
+            cpus = float(options.cpus)
+        except ValueError:
+            raise UsageError(f"invalid value {options.cpus!r} for --cpus: expected a number such as 1.5") from None
+        if cpus <= 0 or cpus > (os.cpu_count() or 1):
+            raise UsageError(f"--cpus {options.cpus}: must be above 0 and at most {os.cpu_count()} on this machine")
+    if options.pids_limit is not None and options.pids_limit == 0:
+        raise UsageError("--pids-limit must be positive, or -1 for unlimited")
+    return Limits(
+        memory=memory,
+        memory_swap=swap,
+        cpus=cpus,
+        cpu_shares=options.cpu_shares,
+        cpuset_cpus=options.cpuset_cpus,
+        pids=None if options.pids_limit in (None, -1) else options.pids_limit,
+    )
+
+
+def plan_security(options: RunOptions, uid: int) -> Security:
+    caps = resolve(list(options.cap_add), list(options.cap_drop), privileged=options.privileged)
+    return security_for(uid=uid, caps=caps, privileged=options.privileged, no_new_privileges=False)
+
+
+def parse_volume(text: str) -> BindMount:
+    """``-v HOST:CTR[:ro|rw]``: a bind mount (named volumes come with the volumes issue)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise UsageError(f"invalid volume {text!r}: expected HOST:CONTAINER[:ro]")
+    source, target = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise UsageError(f"invalid volume {text!r}: mode must be ro or rw")
+    if not source.startswith("/"):
+        raise UsageError(f"invalid volume {text!r}: named volumes are not supported yet; give an absolute host path")
+    if not target.startswith("/"):
+        raise UsageError(f"invalid volume {text!r}: the container path must be absolute")
+    return BindMount(source=os.path.normpath(source), target=os.path.normpath(target), readonly=mode == "ro")
+
+
+def parse_mount(text: str) -> BindMount:
+    """``--mount type=bind,source=/a,target=/b[,readonly]`` (Docker's CSV form)."""
+    fields: dict[str, str] = {}
+    for item in text.split(","):
+        key, sep, value = item.strip().partition("=")
+        fields[key.lower()] = value if sep else "true"
+    kind = fields.pop("type", "")
+    if kind != "bind":
+        raise UsageError(f"invalid --mount {text!r}: only type=bind is supported yet")
+    source = fields.pop("source", None) or fields.pop("src", None)
+    target = fields.pop("target", None) or fields.pop("destination", None) or fields.pop("dst", None)
+    readonly = False
+    for key in ("readonly", "ro"):
+        if key in fields:
+            value = fields.pop(key)
+            if value not in ("true", "1", "false", "0"):
+                raise UsageError(f"invalid --mount {text!r}: {key} takes true or false")
+            readonly = value in ("true", "1")
+    propagation = fields.pop("bind-propagation", "rprivate")
+    if fields:
+        raise UsageError(f"invalid --mount {text!r}: unknown option(s) {', '.join(sorted(fields))}")
+    if not source or not target or not source.startswith("/") or not target.startswith("/"):
+        raise UsageError(f"invalid --mount {text!r}: source and target must be absolute paths")
+    if not os.path.exists(source):
+        raise UsageError(f"invalid --mount {text!r}: bind source path does not exist: {source}")
+    return BindMount(source=os.path.normpath(source), target=os.path.normpath(target), readonly=readonly,
+                     propagation=propagation)
+
+
+def hosts_file(hostname: str, network: NetworkMode) -> str:
+    if network == "host":
+        try:
+            return Path("/etc/hosts").read_text()
+        except OSError:
+            pass
+    return (
+        "127.0.0.1\tlocalhost\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\n"
+        "fe00::0\tip6-localnet\n"
+        "ff00::0\tip6-mcastprefix\n"
+        "ff02::1\tip6-allnodes\n"
+        "ff02::2\tip6-allrouters\n"
+        f"127.0.1.1\t{hostname}\n"
+    )
+
+
+_FALLBACK_DNS = ("8.8.8.8", "8.8.4.4")
+
+
+def resolv_conf(host_text: str, network: NetworkMode) -> str:
+    """The host's resolv.conf; off the host network, loopback resolvers cannot answer and are dropped
+    (libnetwork's resolvconf.FilterResolvDNS), with public fallbacks only if none remain."""
+    if network == "host":
+        return host_text
+    lines = []
+    servers = 0
+    for line in host_text.splitlines():
+        words = line.split()
+        if words[:1] == ["nameserver"] and len(words) > 1:
+            address = words[1]
+            if address.startswith("127.") or address == "::1":
+                continue
+            servers += 1
+        lines.append(line)
+    if not servers:
+        lines += [f"nameserver {s}" for s in _FALLBACK_DNS]
+    return "\n".join(lines) + "\n"
