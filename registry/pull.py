@@ -324,16 +324,16 @@ def pull(store: Store, text: str, options: PullOptions, progress: Progress) -> P
         client.close()
 
 
-def ensure_image(store: Store, text: str, *, pull: str = "missing", platform: str | None = None,
+def ensure_image(store: Store, text: str, *, policy: str = "missing", platform: str | None = None,
                  progress: Progress | None = None) -> Image:
     """The image ``text`` names, pulled first per ``--pull`` (missing, always, never), as ``pybox run`` wants it."""
-    if pull not in ("missing", "always", "never"):
-        raise UsageError(f"invalid --pull {pull!r}: expected missing, always or never")
-    if pull != "always":
+    if policy not in ("missing", "always", "never"):
+        raise UsageError(f"invalid --pull {policy!r}: expected missing, always or never")
+    if policy != "always":
         try:
             return store.images.resolve(text)
         except ImageNotFound:
-            if pull == "never":
+            if policy == "never":
                 raise ImageNotFound(f"image {text!r} is not in the store and --pull never forbids pulling it") from None
     options = PullOptions(platform=Platform.parse(platform) if platform else None)
     result = pull(store, text, options, progress or _SilentProgress())

@@ -3,8 +3,8 @@
 
 - a name must exist in passwd; a number need not (then gid 0 and HOME ``/``);
 - the group part, by name or number, replaces the passwd gid;
-- supplementary groups are the groups in /etc/group that list the user by name,
-  plus ``--group-add`` entries (names resolved through /etc/group, or numbers).
+- supplementary groups are the primary group, the groups in /etc/group that list
+  the user by name, and ``--group-add`` entries (names through /etc/group, or numbers).
 """
 
 from __future__ import annotations
@@ -101,9 +101,11 @@ def resolve_user(spec: str, group_add: tuple[str, ...], read: Callable[[str], st
             gid_value = match.gid
         gid = gid_value
 
-    extra: list[int] = []
+    # Docker (runc's GetExecUser) always lists the primary group among the
+    # supplementary ones, then the user's memberships, then --group-add.
+    extra: list[int] = [gid]
     if entry is not None:
-        extra = [g.gid for g in groups if entry.name in g.members]
+        extra += [g.gid for g in groups if entry.name in g.members]
     for item in group_add:
         value = _id(item)
         if value is None:
@@ -112,7 +114,7 @@ def resolve_user(spec: str, group_add: tuple[str, ...], read: Callable[[str], st
                 raise UsageError(f"unable to find group {item} (--group-add): no matching entries in group file")
             value = match.gid
         extra.append(value)
-    additional = tuple(dict.fromkeys(g for g in extra if g != gid))
+    additional = tuple(dict.fromkeys(extra))
     return ResolvedUser(
         uid=entry.uid if entry else uid or 0,
         gid=gid,

@@ -58,7 +58,7 @@ def run(
         network=network, pull=pull, platform=platform,
     )
     store = state.store()
-    result = run_image(store, ensure_image(store, image, pull=pull, platform=platform), options)
+    result = run_image(store, ensure_image(store, image, policy=pull, platform=platform), options)
     sys.stdout.flush()
     raise typer.Exit(result.exit_code)
 

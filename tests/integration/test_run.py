@@ -1,0 +1,289 @@
+"""`pybox run` on the real kernel: what a process inside the container sees.
+
+The image is the session's umoci-made busybox (User nobody, WorkingDir /work,
+Cmd /bin/sh). After every test nothing may remain: no mount under the store,
+no cgroup under pybox/, no container directory of a --rm run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.mounts import mounts_under
+from support.skip import require_root
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _container_cgroups() -> list[str]:
+    found = []
+    for hierarchy in CGROUP_ROOT.iterdir():
+        parent = hierarchy / "pybox"
+        if parent.is_dir():
+            found += [str(p) for p in parent.iterdir() if p.is_dir()]
+    return found
+
+
+@pytest.fixture(scope="module")
+def run_store(registry, tmp_path_factory) -> Iterator[tuple[Path, str]]:
+    """One store with the busybox image pulled, shared by this module's tests."""
+    require_root()
+    root = tmp_path_factory.mktemp("run") / "store"
+    ref = registry.images["gzip"].ref
+    subprocess.run([sys.executable, "-I", "-m", "pybox", "--root", str(root), "pull", "-q", ref],
+                   check=True, capture_output=True, timeout=300)
+    yield root, ref
+
+
+@pytest.fixture
+def box(run_store, pybox) -> Iterator:
+    """`box(*run_args, check=...)` runs `pybox run --rm IMAGE ...args`; cleanup is asserted after the test."""
+    root, ref = run_store
+    before = set(os.listdir(root / "containers"))
+
+    def run(*args: str, rm: bool = True, check: bool = True, **kw):
+        """Options, then "--", then the command: `box("-u", "0", "--", "id")`."""
+        split = args.index("--") if "--" in args else len(args)
+        options, command = args[:split], args[split + 1 :]
+        return pybox("run", *(["--rm"] if rm else []), *options, ref, *command, root=root, check=check, **kw)
+
+    yield run
+    assert mounts_under(root) == []
+    assert _container_cgroups() == []
+    assert set(os.listdir(root / "containers")) == before
+
+
+def _sh(box, script: str, *options: str, check: bool = True):
+    return box(*options, "--", "sh", "-c", script, check=check)
+
+
+def _caps(text: str) -> dict[str, str]:
+    return {k: v.strip() for k, v in (line.split(":", 1) for line in text.splitlines() if line.startswith("Cap"))}
+
+
+def test_pid_1_and_no_host_processes(box) -> None:
+    out = _sh(box, "echo $$; ls /proc | grep -c '^[0-9]*$'", "-u", "0").stdout.split()
+    assert out[0] == "1"
+    assert int(out[1]) <= 3  # sh, the ls pipeline
+
+
+def test_hostname_defaults_to_the_short_id_and_h_sets_it(box) -> None:
+    name = _sh(box, "hostname; cat /etc/hostname").stdout.split()
+    assert len(name[0]) == 12 and all(c in "0123456789abcdef" for c in name[0]) and name[1] == name[0]
+    assert _sh(box, "hostname; grep -c myhost /etc/hosts", "-h", "myhost").stdout.split() == ["myhost", "1"]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (("-u", "0"), {"CapInh": "0" * 16, "CapPrm": "00000000a80425fb", "CapEff": "00000000a80425fb",
+                       "CapBnd": "00000000a80425fb", "CapAmb": "0" * 16}),
+        (("-u", "1000"), {"CapInh": "0" * 16, "CapPrm": "0" * 16, "CapEff": "0" * 16,
+                          "CapBnd": "00000000a80425fb", "CapAmb": "0" * 16}),
+        (("-u", "0", "--cap-drop", "ALL"), {"CapPrm": "0" * 16, "CapEff": "0" * 16, "CapBnd": "0" * 16}),
+        (("-u", "0", "--cap-drop", "all", "--cap-add", "net_bind_service"),
+         {"CapEff": f"{1 << 10:016x}", "CapBnd": f"{1 << 10:016x}"}),
+        (("-u", "0", "--cap-add", "CAP_NET_ADMIN", "--cap-drop", "mknod"),
+         {"CapEff": f"{(0xa80425fb | 1 << 12) & ~(1 << 27):016x}"}),
+    ],
+)
+def test_capabilities(box, options, expected) -> None:
+    caps = _caps(_sh(box, "grep Cap /proc/self/status", *options).stdout)
+    assert {k: caps[k] for k in expected} == expected
+
+
+def test_mount_is_refused_and_proc_is_guarded(box) -> None:
+    out = _sh(box, "mount -t tmpfs none /dev/shm 2>/dev/null; echo mount=$?; "
+                   "echo x 2>/dev/null > /proc/sys/kernel/domainname; echo procsys=$?; "
+                   "wc -c < /proc/keys; ls /sys/firmware | wc -l; "
+                   "grep -c ' /proc/sys ' /proc/self/mountinfo", "-u", "0").stdout.split()
+    assert out[0] == "mount=1" and out[1] == "procsys=1"
+    assert out[2:] == ["0", "0", "1"]
+
+
+def test_device_policy_denies_nodes_outside_dockers_list(box) -> None:
+    # /dev/kmsg (c 1:11) is readable by root on the host, so only the policy can stop it.
+    with open("/dev/kmsg", "rb") as f:
+        assert f.read(8192)
+    out = _sh(box, "mknod /dev/kmsg2 c 1 11 && echo made; dd if=/dev/kmsg2 of=/dev/null bs=8192 count=1 2>&1; "
+                   "echo null > /dev/null && echo null-ok", "-u", "0").stdout
+    assert "made" in out and "Operation not permitted" in out and "null-ok" in out
+
+
+def test_network_none_has_only_lo_up_and_host_sees_the_hosts(box) -> None:
+    assert _sh(box, "ls /sys/class/net; cat /sys/class/net/lo/flags").stdout.split() == ["lo", "0x9"]
+    host = sorted(os.listdir("/sys/class/net"))
+    assert _sh(box, "ls /sys/class/net", "--network", "host").stdout.split() == host
+
+
+def test_bridge_network_is_not_yet(box) -> None:
+    proc = box("--network", "bridge", "--", "true", check=False)
+    assert proc.returncode == 125 and "not available yet" in proc.stderr
+
+
+def test_memory_limit_ooms_with_137_and_records_it(box, run_store) -> None:
+    root, _ = run_store
+    proc = box("--memory", "32m", "--name", "oomer", "--", "sh", "-c",
+               "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived", rm=False, check=False)
+    assert proc.returncode == 137 and "survived" not in proc.stdout
+    (cid,) = [c for c in os.listdir(root / "containers")
+              if json.loads((root / "containers" / c / "config.json").read_text())["Name"] == "oomer"]
+    state = json.loads((root / "containers" / cid / "state.json").read_text())
+    assert state["oom_killed"] is True and state["exit_code"] == 137 and state["status"] == "exited"
+    import shutil
+
+    shutil.rmtree(root / "containers" / cid)
+
+
+def test_pids_limit_stops_a_fork_loop(box) -> None:
+    out = _sh(box, "for i in $(seq 1 100); do sleep 3 & done; echo all-started", "--pids-limit", "20", check=False)
+    assert "can't fork" in out.stderr and "all-started" not in out.stdout
+    # The host is fine: it still starts processes.
+    assert subprocess.run(["true"], timeout=10).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ((), "65534 65534 65534"),
+        (("-u", "0"), "0 0 0"),
+        (("-u", "1000"), "1000 0 0"),
+        (("-u", "1000:1000"), "1000 1000 1000"),
+        (("-u", "nobody:root", "--group-add", "1234"), "65534 0 0 1234"),
+    ],
+)
+def test_users_and_groups(box, options, expected) -> None:
+    # The kernel's view, not busybox id's (which reads /etc/group for named users).
+    script = "set -- $(grep -E '^(Uid|Gid|Groups):' /proc/self/status); echo $2 $7 ${12} ${13} ${14}"
+    assert _sh(box, script, *options).stdout.split() == expected.split()
+
+
+def test_bad_user_is_one_line(box) -> None:
+    proc = box("-u", "ghost", "--", "id", check=False)
+    assert proc.returncode == 125
+    assert proc.stderr == "pybox: error: unable to find user ghost: no matching entries in passwd file\n"
+
+
+def test_environment(box, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text("# comment\nFROM_FILE=yes\nFOO=from-file\n")
+    monkeypatch.setenv("HOST_ONLY", "host-value")
+    monkeypatch.delenv("NOT_ON_HOST", raising=False)
+    out = box("--env-file", str(env_file), "-e", "FOO=bar", "-e", "HOST_ONLY", "-e", "NOT_ON_HOST",
+              "-e", "PYBOX_TEST", "--", "env").stdout.splitlines()
+    env = dict(line.split("=", 1) for line in out)
+    assert env["FOO"] == "bar" and env["FROM_FILE"] == "yes" and env["HOST_ONLY"] == "host-value"
+    assert "NOT_ON_HOST" not in env and "PYBOX_TEST" not in env  # -e K without a host value unsets it
+    assert env["HOME"] == "/nonexistent" and len(env["HOSTNAME"]) == 12 and "PATH" in env
+
+
+def test_workdir_from_image_and_created_when_missing(box) -> None:
+    assert box("--", "pwd").stdout.strip() == "/work"
+    assert box("-w", "/made/up/dir", "--", "pwd").stdout.strip() == "/made/up/dir"
+
+
+@pytest.mark.parametrize(
+    ("options", "args", "expected"),
+    [
+        ((), ("echo", "a", "b"), "a b"),
+        (("--entrypoint", "echo"), ("x",), "x"),
+        (("--entrypoint", "echo"), (), ""),
+        (("--entrypoint", ""), ("echo", "reset"), "reset"),
+    ],
+)
+def test_entrypoint_and_cmd(box, options, args, expected) -> None:
+    assert box(*options, "--", *args).stdout.strip() == expected
+
+
+def test_image_cmd_runs_without_arguments(box) -> None:
+    proc = box("-i", input="echo from-stdin; exit 4\n", check=False)
+    assert proc.returncode == 4 and proc.stdout.strip() == "from-stdin"
+
+
+def test_no_command_at_all(box) -> None:
+    proc = box("--entrypoint", "", check=False)
+    assert proc.returncode == 125 and "no command specified" in proc.stderr
+
+
+def test_bind_mounts(box, tmp_path: Path) -> None:
+    rw = tmp_path / "rw"
+    rw.mkdir()
+    (rw / "in").write_text("from host\n")
+    created = tmp_path / "created" / "later"
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    out = _sh(box, "cat /rw/in; echo written > /rw/out; echo x > /ro/f 2>/dev/null || echo ro-refused; "
+                   "ls -d /made && echo made-ok; echo y > /m/f 2>/dev/null || echo mount-ro",
+              "-u", "0", "-v", f"{rw}:/rw", "-v", f"{ro}:/ro:ro", "-v", f"{created}:/made",
+              "--mount", f"type=bind,source={ro},target=/m,readonly").stdout.splitlines()
+    assert out == ["from host", "ro-refused", "/made", "made-ok", "mount-ro"]
+    assert (rw / "out").read_text() == "written\n" and created.is_dir() and not (ro / "f").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [(("true",), 0), (("sh", "-c", "exit 3"), 3), (("no-such-command",), 127), (("/etc/passwd",), 126)],
+)
+def test_exit_codes(box, args, code) -> None:
+    assert box("--", *args, check=False).returncode == code
+
+
+def test_sigterm_to_pybox_reaches_the_container(run_store) -> None:
+    root, ref = run_store
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-m", "pybox", "--root", str(root), "run", "--rm", ref, "sh", "-c",
+         "trap 'echo got-term; exit 143' TERM; echo ready; while :; do sleep 0.1; done"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "got-term" in out
+    assert _container_cgroups() == [] and mounts_under(root) == []
+
+
+def test_sigpipe_is_reset_so_yes_head_ends(box) -> None:
+    assert _sh(box, "yes | head -1").stdout == "y\n"
+
+
+def test_names_are_unique(box, run_store) -> None:
+    root, _ = run_store
+    box("--name", "twin", "--", "true", rm=False)
+    proc = box("--name", "twin", "--", "true", check=False)
+    assert proc.returncode == 125 and "already in use" in proc.stderr
+    import shutil
+
+    for cid in os.listdir(root / "containers"):
+        if json.loads((root / "containers" / cid / "config.json").read_text())["Name"] == "twin":
+            shutil.rmtree(root / "containers" / cid)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("-v", "relative:/x"), "named volumes are not supported yet"),
+        (("-v", "/a"), "expected HOST:CONTAINER"),
+        (("--memory", "lots"), "invalid value 'lots' for --memory"),
+        (("--cap-add", "CAP_FLY"), "unknown capability"),
+        (("--pull", "sometimes"), "invalid --pull"),
+    ],
+)
+def test_bad_input_leaves_nothing(box, options, message) -> None:
+    proc = box(*options, "--", "true", check=False)
+    assert proc.returncode == 125 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+def test_pull_never_and_missing(registry, pybox, store_root: Path) -> None:
+    ref = registry.images["gzip"].ref
+    proc = pybox("run", "--rm", "--pull", "never", ref, "true", check=False)
+    assert proc.returncode == 125 and "--pull never" in proc.stderr
+    assert pybox("run", "--rm", ref, "echo", "pulled").stdout.strip() == "pulled"
+    assert mounts_under(store_root) == [] and _container_cgroups() == []
