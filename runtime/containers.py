@@ -19,7 +19,7 @@ from pybox.store import Store
 from pybox.store.fs import atomic_write, remove_tree
 from pybox.store.locks import FileLock
 
-__all__ = ["ContainerState", "ContainerRecord", "new_id", "create_record", "find_by_name"]
+__all__ = ["ContainerState", "ContainerRecord", "new_id", "now", "create_record", "find_by_name"]
 
 Status = Literal["created", "running", "exited"]
 
@@ -28,7 +28,7 @@ def new_id() -> str:
     return secrets.token_hex(32)
 
 
-def _now() -> str:
+def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
@@ -38,7 +38,7 @@ class ContainerState:
     pid: int = 0
     exit_code: int | None = None
     oom_killed: bool = False
-    created: str = field(default_factory=_now)
+    created: str = field(default_factory=now)
     started: str = ""
     finished: str = ""
     error: str = ""

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pybox.errors import UsageError
 from pybox.runtime.cgroups import open_cgroup
 from pybox.runtime.cgroups.devices import DEFAULT_DEVICES, PRIVILEGED_DEVICES
-from pybox.runtime.containers import ContainerState, create_record, new_id
+from pybox.runtime.containers import ContainerState, create_record, new_id, now
 from pybox.runtime.linux import Linux
 from pybox.runtime.mounts import overlay_options
 from pybox.runtime.process import run_container
@@ -69,7 +69,8 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
     security = plan_security(options, plan.process.user.uid)
     binds = tuple(parse_volume(v) for v in options.volumes) + tuple(parse_mount(m) for m in options.mounts)
 
-    config = {"Image": image.id, "ImageName": (image.names or [image.id])[0], "Args": list(plan.process.args)}
+    config = {"Image": image.id, "ImageName": (image.names or [image.id])[0], "Args": list(plan.process.args),
+              "Layers": image.config.diff_ids}
     with store.lock():
         record = create_record(store, container_id, options.name, config)
         cgroup = None
@@ -92,17 +93,18 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
             spec = ContainerSpec(id=container_id, name=record.read_config()["Name"], rootfs=rootfs,
                                  process=plan.process, security=security, hostname=plan.hostname,
                                  limits=limits, mounts=binds, network=network, etc_files=etc)
+            record.write_config({**record.read_config(), "Spec": _spec_document(spec)})
             state = ContainerState()
 
             def started(pid: int) -> None:
-                state.status, state.pid = "running", pid
+                state.status, state.pid, state.started = "running", pid, now()
                 record.write_state(state)
 
             result = run_container(spec, record.merged, join_cgroup=cgroup.add_process, on_started=started,
                                    linux=linux)
             exit_code = result.code
             oom = cgroup.oom_killed()
-            state.status, state.exit_code, state.oom_killed = "exited", exit_code, oom
+            state.status, state.exit_code, state.oom_killed, state.finished = "exited", exit_code, oom, now()
             record.write_state(state)
         finally:
             if cgroup is not None:
@@ -118,3 +120,17 @@ def _host_resolv() -> str:
         return Path("/etc/resolv.conf").read_text()
     except OSError:
         return ""
+
+
+def _spec_document(spec: ContainerSpec) -> dict:
+    """The spec as JSON for the container record (capability sets sorted)."""
+    def plain(value: object) -> object:
+        if isinstance(value, (set, frozenset)):
+            return sorted(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(asdict(spec))  # type: ignore[return-value]

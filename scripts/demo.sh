@@ -1,6 +1,6 @@
 #!/bin/bash
 # The README demo: a registry on loopback, a busybox image made by umoci and
-# skopeo, then pybox pull -> images -> inspect -> image mount.
+# skopeo, then pybox pull -> images -> inspect -> image mount -> run.
 set -euo pipefail
 
 PYBOX="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/pybox"
@@ -37,7 +37,7 @@ umoci new --image "$WORK/oci:busybox" >/dev/null
 umoci unpack --image "$WORK/oci:busybox" "$WORK/bundle" >/dev/null
 mkdir -p "$WORK/bundle/rootfs/bin" "$WORK/bundle/rootfs/etc"
 cp /bin/busybox "$WORK/bundle/rootfs/bin/busybox"
-for applet in sh ls cat echo; do ln -s busybox "$WORK/bundle/rootfs/bin/$applet"; done
+for applet in sh ls cat echo id hostname; do ln -s busybox "$WORK/bundle/rootfs/bin/$applet"; done
 echo 'root:x:0:0:root:/root:/bin/sh' > "$WORK/bundle/rootfs/etc/passwd"
 umoci repack --image "$WORK/oci:busybox" "$WORK/bundle" >/dev/null
 umoci config --image "$WORK/oci:busybox" --config.cmd /bin/sh --config.env PATH=/bin >/dev/null
@@ -59,5 +59,9 @@ ls -l "$DIR/bin"
 step pybox image umount "127.0.0.1:$PORT/demo/busybox"
 "$PYBOX" image umount "127.0.0.1:$PORT/demo/busybox"
 MOUNTED=""
+step pybox run --rm "127.0.0.1:$PORT/demo/busybox" sh -c 'echo "hello from $(hostname), pid $$"; id; ls /'
+"$PYBOX" run --rm "127.0.0.1:$PORT/demo/busybox" sh -c 'echo "hello from $(hostname), pid $$"; id; ls /'
+step pybox run --rm --memory 32m "127.0.0.1:$PORT/demo/busybox" cat /sys/fs/cgroup/memory/memory.limit_in_bytes
+"$PYBOX" run --rm --memory 32m "127.0.0.1:$PORT/demo/busybox" cat /sys/fs/cgroup/memory/memory.limit_in_bytes
 step pybox system df
 "$PYBOX" system df

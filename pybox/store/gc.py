@@ -6,6 +6,7 @@ half-way through staging content that looks unreferenced.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -32,10 +33,23 @@ class RemoveReport:
     reclaimed: int = 0
 
 
+def _container_uses(store: Store) -> dict[str, tuple[str, list[str]]]:
+    """Container name -> (image ID, layer diff_ids), from the container records."""
+    out = {}
+    base = store.root / "containers"
+    for cid in os.listdir(base):
+        try:
+            doc = json.loads((base / cid / "config.json").read_bytes())
+        except (OSError, ValueError):
+            continue
+        out[doc.get("Name", cid[:12])] = (doc.get("Image", ""), list(doc.get("Layers") or []))
+    return out
+
+
 def _referenced(store: Store) -> tuple[set[str], set[str]]:
-    """Blob digests and layer diff_ids that some ``index.json`` entry reaches."""
+    """Blob digests and layer diff_ids that an ``index.json`` entry or a container reaches."""
     blobs: set[str] = set()
-    layers: set[str] = set()
+    layers: set[str] = {d for _, diff_ids in _container_uses(store).values() for d in diff_ids}
     for entry in store.index.load():
         blobs.add(entry.manifest_digest)
         if entry.index_digest:
@@ -82,6 +96,16 @@ def collect(store: Store) -> GcReport:
         return _collect_locked(store)
 
 
+def _check_not_in_use(store: Store, image: Image, force: bool) -> None:
+    users = [name for name, (image_id, _) in _container_uses(store).items() if image_id == image.id]
+    if users and not force:
+        raise Conflict(
+            f"image {image.short_id} is used by container {users[0]}"
+            + (f" and {len(users) - 1} more" if len(users) > 1 else "")
+            + "; -f removes its names and keeps the layers the containers need"
+        )
+
+
 def _check_not_mounted(store: Store, image: Image) -> None:
     if image.id in store.mounted_image_ids():
         raise Conflict(
@@ -110,6 +134,7 @@ def remove_images(store: Store, refs: list[str], *, force: bool = False) -> Remo
                     f"image is referenced by {len(image.names)} names"
                 )
             _check_not_mounted(store, image)
+            _check_not_in_use(store, image, force)
             store.index.remove_manifests({e.manifest_digest for e in image.entries})
             report.untagged += image.names
             report.deleted.append(image.id)
@@ -132,10 +157,11 @@ def prune_images(store: Store, *, all_images: bool = False) -> RemoveReport:
     report = RemoveReport()
     with store.lock(exclusive=True):
         mounted = store.mounted_image_ids()
+        in_use = {image_id for image_id, _ in _container_uses(store).values()}
         doomed = [
             image
             for image in store.images.list()
-            if (all_images or image.dangling) and image.id not in mounted
+            if (all_images or image.dangling) and image.id not in mounted and image.id not in in_use
         ]
         store.index.remove_manifests({e.manifest_digest for i in doomed for e in i.entries})
         for image in doomed:

@@ -287,3 +287,32 @@ def test_pull_never_and_missing(registry, pybox, store_root: Path) -> None:
     assert proc.returncode == 125 and "--pull never" in proc.stderr
     assert pybox("run", "--rm", ref, "echo", "pulled").stdout.strip() == "pulled"
     assert mounts_under(store_root) == [] and _container_cgroups() == []
+
+
+def test_cpu_and_memory_limits_are_what_the_container_sees(box) -> None:
+    # Inside its cgroup namespace the container's cgroup is the root of each hierarchy.
+    script = ("cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us "
+              "/sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus "
+              "/sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes "
+              "/sys/fs/cgroup/pids/pids.max")
+    out = _sh(box, script, "--cpus", "0.5", "--cpu-shares", "512", "--cpuset-cpus", "0", "--memory", "64m",
+              "--pids-limit", "50").stdout.split()
+    assert out == ["50000", "100000", "512", "0", str(64 << 20), str(128 << 20), "50"]
+    swap = _sh(box, "cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes",
+               "--memory", "64m", "--memory-swap", "96m").stdout.strip()
+    assert swap == str(96 << 20)
+
+
+def test_an_image_used_by_a_container_keeps_its_layers(box, run_store, registry, pybox, tmp_path: Path) -> None:
+    root, ref = run_store
+    box("--name", "keeper", "--", "true", rm=False)
+    proc = pybox("rmi", ref, root=root, check=False)
+    assert proc.returncode == 125 and "used by container keeper" in proc.stderr
+    layers = set(os.listdir(root / "layers"))
+    pybox("image", "prune", "-a", root=root)
+    assert set(os.listdir(root / "layers")) == layers
+    import shutil
+
+    for cid in os.listdir(root / "containers"):
+        if json.loads((root / "containers" / cid / "config.json").read_text())["Name"] == "keeper":
+            shutil.rmtree(root / "containers" / cid)
