@@ -245,14 +245,17 @@ def test_reset_signals_clears_pythons_ignored_signals_and_the_mask() -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
         before = _status("SigIgn", "SigBlk")
         reset_signals()
-        return {"before": before, "after": _status("SigIgn", "SigBlk", "SigCgt"),
+        # SigCgt is left out: exec resets caught signals by itself, and glibc
+        # keeps its own handler for an internal real-time signal once the
+        # process (here pytest) has had threads.
+        return {"before": before, "after": _status("SigIgn", "SigBlk"),
                 "sigpipe_default": signal.getsignal(signal.SIGPIPE) == signal.SIG_DFL}
 
     seen = _in_child(body)
     sigpipe_bit = 1 << (signal.SIGPIPE - 1)
     assert int(seen["before"]["SigIgn"], 16) & sigpipe_bit, "Python ignores SIGPIPE"
     assert int(seen["before"]["SigBlk"], 16) != 0
-    assert seen["after"] == {"SigIgn": NONE_HEX, "SigBlk": NONE_HEX, "SigCgt": NONE_HEX}
+    assert seen["after"] == {"SigIgn": NONE_HEX, "SigBlk": NONE_HEX}
     assert seen["sigpipe_default"]
 
 
