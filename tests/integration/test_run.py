@@ -316,3 +316,55 @@ def test_an_image_used_by_a_container_keeps_its_layers(box, run_store, registry,
     for cid in os.listdir(root / "containers"):
         if json.loads((root / "containers" / cid / "config.json").read_text())["Name"] == "keeper":
             shutil.rmtree(root / "containers" / cid)
+
+
+def test_privileged_has_every_capability_no_masks_and_all_devices(box) -> None:
+    from pybox.runtime.capabilities import available, to_mask
+
+    out = _sh(box, "grep CapEff /proc/self/status; wc -c < /proc/keys; mknod /dev/kmsg2 c 1 11; "
+                   "dd if=/dev/kmsg2 of=/dev/null bs=8192 count=1 2>&1 | grep -c 'not permitted'",
+              "-u", "0", "--privileged", check=False).stdout.split()
+    assert out[1] == f"{to_mask(available()):016x}"
+    assert int(out[2]) > 0  # /proc/keys is not masked
+    assert out[3] == "0"  # the device cgroup allows everything
+
+
+def test_scratch_rootfs_with_a_bound_binary(tmp_path: Path, store_root: Path) -> None:
+    """No layers at all (FROM scratch): the rootfs is an empty lower dir plus the upper dir."""
+    require_root()
+    from pybox.runtime.cgroups import open_cgroup
+    from pybox.runtime.cgroups.devices import DEFAULT_DEVICES
+    from pybox.runtime.capabilities import DOCKER_DEFAULT, security_for
+    from pybox.runtime.process import run_container
+    from pybox.runtime.spec import BindMount, ContainerSpec, ProcessSpec
+    from pybox.store import Store
+    from pybox.store.mounts import rootfs_mount
+
+    store = Store.open(store_root)
+    base = tmp_path / "c"
+    for d in ("upper", "work", "merged"):
+        (base / d).mkdir(parents=True)
+    spec = ContainerSpec(
+        id="0" * 64, name="scratch", hostname="scratch",
+        rootfs=rootfs_mount(store.layers, [], base / "merged", upper=base / "upper", work=base / "work"),
+        process=ProcessSpec(args=("/busybox", "sh", "-c", "/busybox ls / > /upper-was-here; exit 7")),
+        security=security_for(uid=0, caps=DOCKER_DEFAULT, privileged=False, no_new_privileges=False),
+        mounts=(BindMount(source="/usr/bin/busybox", target="/busybox", readonly=True),),
+    )
+    cgroup = open_cgroup("pybox/" + "0" * 64)
+    cgroup.create(spec.limits, devices=DEFAULT_DEVICES)
+    try:
+        pid = os.fork()
+        if pid == 0:  # run_container wants a single-threaded caller: the test process may have threads
+            try:
+                code = run_container(spec, base / "merged", join_cgroup=cgroup.add_process).code
+            finally:
+                os._exit(code if "code" in locals() else 125)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        cgroup.kill_all(signal.SIGKILL)
+        cgroup.destroy()
+    assert os.waitstatus_to_exitcode(status) == 7
+    listing = (base / "upper" / "upper-was-here").read_text().split()
+    assert {"busybox", "dev", "proc", "sys"} <= set(listing)
+    assert mounts_under(tmp_path) == []
