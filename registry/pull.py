@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pybox import reference
-from pybox.errors import ContentError, ImageNotFound, InvalidDocument, PlatformMismatch, UsageError
+from pybox.errors import ContentError, InvalidDocument, PlatformMismatch
 from pybox.image import (
     Descriptor,
     Index,
@@ -34,13 +34,12 @@ from pybox.registry.client import CHUNK, BlobStream, RegistryClient
 from pybox.registry.credentials import Credentials, lookup
 from pybox.store import Store
 from pybox.store.batch import Batch
-from pybox.store.images import Image
 from pybox.store.blobs import BlobWriter
 from pybox.store.fs import remove_tree
 from pybox.store.layers import StagedLayer
 from pybox.store.layout import INDEX_DIGEST, PULLED_DIGEST, Entry
 
-__all__ = ["PullOptions", "PullResult", "Progress", "pull", "ensure_image"]
+__all__ = ["PullOptions", "PullResult", "Progress", "pull"]
 
 log = logging.getLogger(__name__)
 
@@ -323,29 +322,3 @@ def pull(store: Store, text: str, options: PullOptions, progress: Progress) -> P
     finally:
         client.close()
 
-
-def ensure_image(store: Store, text: str, *, policy: str = "missing", platform: str | None = None,
-                 progress: Progress | None = None) -> Image:
-    """The image ``text`` names, pulled first per ``--pull`` (missing, always, never), as ``pybox run`` wants it."""
-    if policy not in ("missing", "always", "never"):
-        raise UsageError(f"invalid --pull {policy!r}: expected missing, always or never")
-    if policy != "always":
-        try:
-            return store.images.resolve(text)
-        except ImageNotFound:
-            if policy == "never":
-                raise ImageNotFound(f"image {text!r} is not in the store and --pull never forbids pulling it") from None
-    options = PullOptions(platform=Platform.parse(platform) if platform else None)
-    result = pull(store, text, options, progress or _SilentProgress())
-    return store.images.resolve(result.image_id)
-
-
-class _SilentProgress:
-    def start(self, key: str, total: int | None) -> None:
-        pass
-
-    def advance(self, key: str, n: int) -> None:
-        pass
-
-    def finish(self, key: str, status: str) -> None:
-        pass

@@ -43,7 +43,7 @@ def run(
     platform: Optional[str] = typer.Option(None, "--platform", help="os/arch[/variant] when pulling."),
 ) -> None:
     """Run a command in a new container."""
-    from pybox.registry.pull import ensure_image
+    from pybox.registry.ensure import ensure_image
     from pybox.runtime.run import run_image
     from pybox.runtime.runconfig import RunOptions
 

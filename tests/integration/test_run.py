@@ -368,3 +368,19 @@ def test_scratch_rootfs_with_a_bound_binary(tmp_path: Path, store_root: Path) ->
     listing = (base / "upper" / "upper-was-here").read_text().split()
     assert {"busybox", "dev", "proc", "sys"} <= set(listing)
     assert mounts_under(tmp_path) == []
+
+
+def test_run_imports_no_network_library(run_store) -> None:
+    """pyroute2 (and requests, when the image is present) stay off `pybox run`'s path."""
+    root, ref = run_store
+    proc = subprocess.run([sys.executable, "-I", "-X", "importtime", "-m", "pybox", "--root", str(root), "run",
+                           "--rm", ref, "true"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert not {m for m in imported if m.split(".")[0] in ("pyroute2", "requests", "urllib3")}
+
+
+def test_pull_always_fetches_again(registry, pybox, store_root: Path) -> None:
+    ref = registry.images["gzip"].ref
+    pybox("pull", "-q", ref)
+    assert pybox("run", "--rm", "--pull", "always", ref, "echo", "fresh").stdout.strip() == "fresh"
