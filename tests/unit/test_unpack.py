@@ -586,3 +586,22 @@ def test_hardlink_to_absolute_target_not_in_layer_is_refused(sandbox: tuple[Path
     dest, outside = sandbox
     _refused(dest, "passwd", hardlink("passwd", str(outside / "file")))
     _refused(dest, "shadow", directory("etc"), hardlink("shadow", "/etc/shadow"))
+
+
+def test_file_in_a_setgid_directory_keeps_the_headers_group(tmp_path: Path) -> None:
+    """A new file takes a setgid directory's group; the header's group must win."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        d = tarfile.TarInfo("shared")
+        d.type, d.mode, d.uid, d.gid = tarfile.DIRTYPE, 0o2775, 0, 456
+        tar.addfile(d)
+        f = tarfile.TarInfo("shared/file")
+        f.mode, f.uid, f.gid, f.size = 0o644, 0, 0, 2
+        tar.addfile(f, io.BytesIO(b"hi"))
+    buf.seek(0)
+    unpack(buf, dest)
+    st = os.stat(dest / "shared" / "file")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o644)
+    assert os.stat(dest / "shared").st_gid == 456
