@@ -35,6 +35,7 @@ from pybox.runtime.linux import Linux
 from pybox.runtime.rootfs import pivot, prepare_rootfs
 from pybox.runtime.security import drop_privileges, reset_signals
 from pybox.runtime.spec import ContainerSpec
+from pybox.runtime.terminal import open_pty, raw_terminal, relay
 
 __all__ = ["ExecFailed", "Exit", "run_container", "FORWARDED_SIGNALS", "EXIT_CANNOT_EXECUTE", "EXIT_NOT_FOUND"]
 
@@ -95,17 +96,35 @@ def _child(linux: Linux, spec: ContainerSpec, join_cgroup: Callable[[int], None]
             os._exit(1)
 
 
-def _init(linux: Linux, spec: ContainerSpec, merged: Path, release_r: int, error_w: int,
-          stdin_fd: int | None) -> None:
+@dataclass(frozen=True)
+class _Stdio:
+    """What PID 1's standard streams are: a terminal's slave end, or /dev/null for stdin, or the caller's."""
+
+    stdin_null: int | None = None
+    tty_slave: int | None = None
+    console: str | None = None  # the slave's path, bind-mounted at /dev/console
+
+
+def _attach_stdio(linux: Linux, stdio: _Stdio) -> None:
+    if stdio.tty_slave is not None:
+        for target in (0, 1, 2):
+            os.dup2(stdio.tty_slave, target)
+        # The new session (setsid) takes the terminal as its controlling one.
+        linux.set_controlling_terminal(0)
+        os.close(stdio.tty_slave)
+    elif stdio.stdin_null is not None:
+        os.dup2(stdio.stdin_null, 0)
+
+
+def _init(linux: Linux, spec: ContainerSpec, merged: Path, release_r: int, error_w: int, stdio: _Stdio) -> None:
     """PID 1: wait for the parent, build the rootfs, drop privileges, exec. Never returns."""
     try:
         if not os.read(release_r, 1):
             os._exit(1)  # the parent gave up before releasing us
         os.close(release_r)
         linux.setsid()
-        if stdin_fd is not None:
-            os.dup2(stdin_fd, 0)
-        prepare_rootfs(linux, spec, merged)
+        _attach_stdio(linux, stdio)
+        prepare_rootfs(linux, spec, merged, console=stdio.console)
         pivot(linux, merged)
         linux.sethostname(spec.hostname)
         if spec.network == "none":
@@ -142,17 +161,21 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+def _exit_of(status: int, pid: int) -> Exit:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return Exit(code=128 + sig, signal=sig, pid=pid)
+    return Exit(code=os.WEXITSTATUS(status), pid=pid)
+
+
 def _wait_status(pid: int) -> Exit:
     while True:
         try:
             _, status = os.waitpid(pid, 0)
         except ChildProcessError:
             return Exit(code=125, pid=pid)
-        if os.WIFEXITED(status):
-            return Exit(code=os.WEXITSTATUS(status), pid=pid)
-        if os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            return Exit(code=128 + sig, signal=sig, pid=pid)
+        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            return _exit_of(status, pid)
 
 
 def _reap_orphans() -> None:
@@ -184,14 +207,21 @@ def run_container(
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     release_r, release_w = os.pipe2(os.O_CLOEXEC)
     error_r, error_w = os.pipe2(os.O_CLOEXEC)
-    stdin_fd = None
-    if not spec.process.stdin_open:
-        stdin_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    master = None
+    if spec.process.terminal:
+        master, slave, console = open_pty()
+        stdio = _Stdio(tty_slave=slave, console=console)
+    elif not spec.process.stdin_open:
+        stdio = _Stdio(stdin_null=os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+    else:
+        stdio = _Stdio()
     sys.stdout.flush()
     sys.stderr.flush()
 
     def init() -> None:
-        _init(linux, spec, merged, release_r, error_w, stdin_fd)
+        if master is not None:
+            os.close(master)
+        _init(linux, spec, merged, release_r, error_w, stdio)
 
     child = os.fork()
     if child == 0:
@@ -202,8 +232,9 @@ def run_container(
     os.close(report_w)
     os.close(release_r)
     os.close(error_w)
-    if stdin_fd is not None:
-        os.close(stdin_fd)
+    for fd in (stdio.stdin_null, stdio.tty_slave):
+        if fd is not None:
+            os.close(fd)
     try:
         report = json.loads(_read_all(report_r) or b"{}")
         os.close(report_r)
@@ -220,7 +251,12 @@ def run_container(
             failure = _read_all(error_r)
             os.close(error_r)
             error_r = -1
-            result = _wait_status(pid)
+            if master is not None and not failure:
+                with raw_terminal(sys.stdin.fileno()):
+                    status = relay(master, pid, stdin_open=spec.process.stdin_open, wait=os.waitpid)
+                result = _exit_of(status, pid)
+            else:
+                result = _wait_status(pid)
         finally:
             forward()
         _reap_orphans()
@@ -229,7 +265,7 @@ def run_container(
             raise ExecFailed(doc["message"], doc["code"])
         return result
     finally:
-        for fd in (release_w, error_r):
+        for fd in (release_w, error_r, -1 if master is None else master):
             if fd >= 0:
                 os.close(fd)
 

@@ -202,13 +202,21 @@ def _mask(linux: Linux, root: str) -> None:
         linux.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
 
 
-def prepare_rootfs(linux: Linux, spec: ContainerSpec, merged: Path) -> None:
-    """Mount everything the container sees under ``merged`` (still outside pivot_root)."""
+def prepare_rootfs(linux: Linux, spec: ContainerSpec, merged: Path, *, console: str | None = None) -> None:
+    """Mount everything the container sees under ``merged`` (still outside pivot_root).
+
+    ``console`` is the host path of the container's terminal, shown at
+    /dev/console as runc does.
+    """
     # Nothing mounted from here on may propagate back to the host.
     linux.mount(None, "/", None, MS_REC | MS_PRIVATE)
     perform(linux, spec.rootfs)
     root = str(merged)
     _mount_proc_dev_sys(linux, root, spec)
+    if console is not None:
+        target = os.path.join(root, "dev", "console")
+        _ensure(target, directory=False)
+        linux.mount(console, target, None, MS_BIND)
     for container_path, host_file in spec.etc_files.items():
         _bind(linux, root, BindMount(source=host_file, target=container_path))
     for mount in spec.mounts:

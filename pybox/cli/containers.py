@@ -8,7 +8,6 @@ from typing import List, Optional
 import typer
 
 from pybox.cli.app import state
-from pybox.errors import UsageError
 
 __all__ = ["register"]
 
@@ -19,7 +18,7 @@ def run(
     name: Optional[str] = typer.Option(None, "--name", help="A unique name for the container."),
     rm: bool = typer.Option(False, "--rm", help="Remove the container when it exits."),
     interactive: bool = typer.Option(False, "-i", "--interactive", help="Keep standard input open."),
-    tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a terminal (not yet available)."),
+    tty: bool = typer.Option(False, "-t", "--tty", help="Allocate a pseudo-terminal."),
     entrypoint: Optional[str] = typer.Option(None, "--entrypoint", help="Replace the image's entrypoint."),
     env: List[str] = typer.Option([], "-e", "--env", help="K=V, or K to pass the host's value."),
     env_file: List[str] = typer.Option([], "--env-file", help="Read K=V lines from a file."),
@@ -47,8 +46,6 @@ def run(
     from pybox.runtime.run import run_image
     from pybox.runtime.runconfig import RunOptions
 
-    if tty:
-        raise UsageError("-t is not available yet: run without it (terminals come with the next release)")
     options = RunOptions(
         command=tuple(command or ()), entrypoint=entrypoint, env=tuple(env), env_files=tuple(env_file),
         workdir=workdir, user=user, group_add=tuple(group_add), hostname=hostname, name=name, remove=rm,
