@@ -18,6 +18,7 @@ from pybox.runtime.process import run_container
 from pybox.runtime.runconfig import (
     RunOptions,
     hosts_file,
+    init_mounts,
     parse_mount,
     parse_volume,
     plan_limits,
@@ -67,7 +68,8 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
                         lambda p: store.layers.read_file(image.config.diff_ids, p), container_id[:12])
     limits = plan_limits(options)
     security = plan_security(options, plan.process.user.uid)
-    binds = tuple(parse_volume(v) for v in options.volumes) + tuple(parse_mount(m) for m in options.mounts)
+    binds = (tuple(parse_volume(v) for v in options.volumes) + tuple(parse_mount(m) for m in options.mounts)
+             + init_mounts(options))
 
     config = {"Image": image.id, "ImageName": (image.names or [image.id])[0], "Args": list(plan.process.args),
               "Layers": image.config.diff_ids}
@@ -77,7 +79,9 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
         exit_code, oom = 125, False
         try:
             for bind in binds:
-                os.makedirs(bind.source, exist_ok=True)
+                # -v creates a missing host directory, as Docker does.
+                if not os.path.lexists(bind.source):
+                    os.makedirs(bind.source)
             etc = {
                 "/etc/hostname": str(record.write_file("hostname", plan.hostname + "\n")),
                 "/etc/hosts": str(record.write_file("hosts", hosts_file(plan.hostname, network))),

@@ -26,10 +26,17 @@ __all__ = [
     "parse_mount",
     "plan_process",
     "plan_limits",
+    "init_mounts",
+    "TINI",
+    "INIT_PATH",
     "plan_security",
     "hosts_file",
     "resolv_conf",
 ]
+
+# Debian's statically linked tini: Docker's docker-init is tini too.
+TINI = "/usr/bin/tini-static"
+INIT_PATH = "/sbin/docker-init"
 
 # What Docker puts in PATH when the image's environment has none.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -63,6 +70,7 @@ class RunOptions:
     cap_drop: tuple[str, ...] = ()
     privileged: bool = False
     network: str = "none"
+    init: bool = False  # --init: tini as PID 1
     pull: str = "missing"
     platform: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
@@ -153,8 +161,12 @@ def plan_process(config: dict, options: RunOptions, read_file, default_hostname:
     cwd = options.workdir or config.get("WorkingDir") or "/"
     if not cwd.startswith("/"):
         raise UsageError(f"the working directory {cwd!r} must be an absolute path")
+    args = _command(config, options)
+    if options.init:
+        # tini reaps orphans and passes signals on, which a plain command as PID 1 does not.
+        args = (INIT_PATH, "--", *args)
     process = ProcessSpec(
-        args=_command(config, options),
+        args=args,
         env=_merge_env(list(config.get("Env") or []), options, user.home, hostname),
         cwd=cwd,
         user=UserSpec(uid=user.uid, gid=user.gid, additional_gids=user.additional_gids),
@@ -166,6 +178,14 @@ def plan_process(config: dict, options: RunOptions, read_file, default_hostname:
 
 def _text(data: bytes | None) -> str | None:
     return None if data is None else data.decode("utf-8", "replace")
+
+
+def init_mounts(options: RunOptions) -> tuple[BindMount, ...]:
+    if not options.init:
+        return ()
+    if not os.path.exists(TINI):
+        raise UsageError(f"--init needs {TINI}: install Debian's tini package")
+    return (BindMount(source=TINI, target=INIT_PATH, readonly=True),)
 
 
 def plan_limits(options: RunOptions) -> Limits:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, NoReturn, cast, get_args
 
 from pybox.errors import PyboxError, UsageError
 from pybox.runtime import libseccomp as S
@@ -216,7 +216,7 @@ class _Doc:
             self.fail(f"expected a JSON object, got {_kind(value)}")
         self.value: dict[str, Any] = value
 
-    def fail(self, message: str, key: str | None = None) -> None:
+    def fail(self, message: str, key: str | None = None) -> NoReturn:
         where = self.path if key is None else f"{self.path}.{key}" if self.path else key
         raise UsageError(f"seccomp profile {self.source}: {where or 'top level'}: {message}")
 
@@ -305,11 +305,13 @@ def _arg(doc: _Doc) -> Arg:
     op = doc.get("op", str)
     if index is None:
         doc.fail("is required", "index")
+    if op is None:
+        doc.fail("is required", "op")
     if op not in _OPS:
         doc.fail(f"unknown operator {op!r} (expected one of {', '.join(_OPS)})", "op")
     value = doc.uint("value", maximum=2**64 - 1, default=0)
     value_two = doc.uint("valueTwo", maximum=2**64 - 1, default=0)
-    return Arg(index=cast(int, index), op=cast(Op, op), value=cast(int, value), value_two=cast(int, value_two))
+    return Arg(index=index, op=cast(Op, op), value=cast(int, value), value_two=cast(int, value_two))
 
 
 def _syscall_rule(doc: _Doc) -> SyscallRule:

@@ -177,7 +177,7 @@ DEFAULT = Profile(
         *(_allow(*names, when=Condition(caps=(cap,))) for cap, names in _BY_CAPABILITY),
         # clone with none of the namespace flags set; s390's clone takes the stack first and the flags second.
         _allow("clone", args=_first_arg("SCMP_CMP_MASKED_EQ", _NAMESPACE_FLAGS),
-               unless=Condition(caps=("CAP_SYS_ADMIN",), arches=_S390)),
+               unless=Condition(caps=_SYS_ADMIN.caps, arches=_S390)),
         _allow("clone", args=_first_arg("SCMP_CMP_MASKED_EQ", _NAMESPACE_FLAGS, index=1),
                when=Condition(arches=_S390), unless=_SYS_ADMIN),
         # ENOSYS, not EPERM, so glibc falls back to clone (see above).

@@ -37,6 +37,7 @@ def run(
     cap_add: List[str] = typer.Option([], "--cap-add", help="Add a capability (or ALL)."),
     cap_drop: List[str] = typer.Option([], "--cap-drop", help="Drop a capability (or ALL)."),
     privileged: bool = typer.Option(False, "--privileged", help="All capabilities and devices, no masks."),
+    init: bool = typer.Option(False, "--init", help="Run tini as PID 1: it reaps orphans and forwards signals."),
     network: str = typer.Option("none", "--network", "--net", help="none (default) or host; bridge comes later."),
     pull: str = typer.Option("missing", "--pull", help="missing, always or never."),
     platform: Optional[str] = typer.Option(None, "--platform", help="os/arch[/variant] when pulling."),
@@ -52,7 +53,7 @@ def run(
         interactive=interactive, tty=tty, volumes=tuple(volume), mounts=tuple(mount), memory=memory,
         memory_swap=memory_swap, cpus=cpus, cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus,
         pids_limit=pids_limit, cap_add=tuple(cap_add), cap_drop=tuple(cap_drop), privileged=privileged,
-        network=network, pull=pull, platform=platform,
+        network=network, pull=pull, platform=platform, init=init,
     )
     store = state.store()
     result = run_image(store, ensure_image(store, image, policy=pull, platform=platform), options)

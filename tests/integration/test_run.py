@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -384,3 +385,28 @@ def test_pull_always_fetches_again(registry, pybox, store_root: Path) -> None:
     ref = registry.images["gzip"].ref
     pybox("pull", "-q", ref)
     assert pybox("run", "--rm", "--pull", "always", ref, "echo", "fresh").stdout.strip() == "fresh"
+
+
+def test_init_reaps_orphans_and_forwards_sigterm(box, run_store) -> None:
+    out = _sh(box, "(sleep 0.1 &); (sleep 0.1 &); sleep 0.6; ps -o pid,stat,comm", "--init").stdout
+    lines = out.splitlines()
+    assert lines[1].split()[2] == "docker-init" and not [line for line in lines if " Z " in f" {line} "]
+    root, ref = run_store
+    # A bare `sleep` as PID 1 would ignore SIGTERM; tini passes it on.
+    proc = subprocess.Popen([sys.executable, "-I", "-m", "pybox", "--root", str(root), "run", "--rm", "--init",
+                             ref, "sh", "-c", "echo ready; exec sleep 100"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    assert _container_cgroups() == [] and mounts_under(root) == []
+
+
+def test_init_without_tini_is_a_clear_error(box, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pybox.runtime import runconfig
+
+    monkeypatch.setattr(runconfig, "TINI", "/nonexistent/tini-static")
+    with pytest.raises(Exception, match="install Debian's tini package"):
+        runconfig.init_mounts(runconfig.RunOptions(init=True))

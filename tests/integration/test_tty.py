@@ -76,8 +76,13 @@ def test_interactive_terminal_session(registry, pybox, store_root) -> None:
         assert termios.tcgetattr(session.secondary) == session.before
     finally:
         if session.proc.poll() is None:
-            session.proc.kill()
-            session.proc.wait()
+            # TERM first: pybox forwards it and cleans up; KILL would leave its cgroup behind.
+            session.proc.terminate()
+            try:
+                session.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                session.proc.kill()
+                session.proc.wait()
         os.close(session.primary)
         os.close(session.secondary)
 
