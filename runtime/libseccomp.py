@@ -30,13 +30,14 @@ from typing import Any, NewType
 __all__ = [
     "ARCHES",
     "SCMP_ACT_ALLOW",
+    "SCMP_ACT_ERRNO",
     "SCMP_ACT_KILL",
     "SCMP_ACT_KILL_PROCESS",
     "SCMP_ACT_KILL_THREAD",
     "SCMP_ACT_LOG",
     "SCMP_ACT_NOTIFY",
+    "SCMP_ACT_TRACE",
     "SCMP_ACT_TRAP",
-    "SCMP_ARCH_NATIVE",
     "SCMP_CMP_EQ",
     "SCMP_CMP_GE",
     "SCMP_CMP_GT",
@@ -51,8 +52,6 @@ __all__ = [
     "ArgCmp",
     "FilterContext",
     "LibSeccomp",
-    "SCMP_ACT_ERRNO",
-    "SCMP_ACT_TRACE",
 ]
 
 SONAME = "libseccomp.so.2"
@@ -67,12 +66,12 @@ SCMP_ACT_LOG = 0x7FFC0000
 SCMP_ACT_ALLOW = 0x7FFF0000
 
 
-def SCMP_ACT_ERRNO(errno: int) -> int:  # noqa: N802 - the C macro's name
+def SCMP_ACT_ERRNO(errno: int) -> int:
     """The action "fail with ``errno``"; the kernel keeps 16 bits of it."""
     return 0x00050000 | (errno & 0xFFFF)
 
 
-def SCMP_ACT_TRACE(message: int) -> int:  # noqa: N802 - the C macro's name
+def SCMP_ACT_TRACE(message: int) -> int:
     """The action "notify the ptrace(2) tracer with ``message``"."""
     return 0x7FF00000 | (message & 0xFFFF)
 
@@ -94,7 +93,6 @@ SCMP_FLTATR_API_SYSRAWRC = 9
 # Architecture tokens: the kernel's AUDIT_ARCH_* values (<linux/audit.h>): the
 # ELF machine, plus flags for 64-bit and little-endian ABIs. x32 differs from
 # the kernel's value so libseccomp can tell it from x86_64 (<seccomp.h>).
-SCMP_ARCH_NATIVE = 0
 _64BIT = 0x80000000
 _LE = 0x40000000
 _MIPS_N32 = 0x20000000

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import resource
 import signal
 import sys
 import threading
@@ -116,7 +117,8 @@ def _attach_stdio(linux: Linux, stdio: _Stdio) -> None:
         os.dup2(stdio.stdin_null, 0)
 
 
-def _init(linux: Linux, spec: ContainerSpec, merged: Path, release_r: int, error_w: int, stdio: _Stdio) -> None:
+def _init(linux: Linux, spec: ContainerSpec, merged: Path, release_r: int, error_w: int, stdio: _Stdio,
+          load_seccomp: Callable[[], None] | None) -> None:
     """PID 1: wait for the parent, build the rootfs, drop privileges, exec. Never returns."""
     try:
         if not os.read(release_r, 1):
@@ -125,11 +127,13 @@ def _init(linux: Linux, spec: ContainerSpec, merged: Path, release_r: int, error
         linux.setsid()
         _attach_stdio(linux, stdio)
         prepare_rootfs(linux, spec, merged, console=stdio.console)
-        pivot(linux, merged)
+        pivot(linux, merged, readonly=spec.readonly_rootfs)
         linux.sethostname(spec.hostname)
         if spec.network == "none":
             linux.set_link_up("lo")
-        drop_privileges(linux, spec.security, spec.process.user)
+        for limit in spec.rlimits:
+            resource.setrlimit(limit.resource, (limit.soft, limit.hard))
+        drop_privileges(linux, spec.security, spec.process.user, load_seccomp=load_seccomp)
         os.chdir(spec.process.cwd)
         reset_signals()
         env = dict(e.split("=", 1) for e in spec.process.env)
@@ -140,6 +144,20 @@ def _init(linux: Linux, spec: ContainerSpec, merged: Path, release_r: int, error
         os.write(error_w, json.dumps({"code": 125, "message": f"container init failed: {type(e).__name__}: {e}"})
                  .encode())
     os._exit(125)
+
+
+def _seccomp_loader(spec: ContainerSpec) -> Callable[[], None] | None:
+    if spec.security.seccomp is None:
+        return None
+    from pybox.runtime.seccomp import load
+    from pybox.runtime.libseccomp import LibSeccomp
+
+    lib = LibSeccomp()
+
+    def apply() -> None:
+        load(spec.security.seccomp, no_new_privs=spec.security.no_new_privileges, lib=lib)
+
+    return apply
 
 
 def _report_exec_error(error_w: int, spec: ContainerSpec, e: OSError) -> None:
@@ -218,10 +236,13 @@ def run_container(
     sys.stdout.flush()
     sys.stderr.flush()
 
+    # Everything PID 1 needs must be loaded before pivot_root hides the host's files.
+    load_seccomp = _seccomp_loader(spec)
+
     def init() -> None:
         if master is not None:
             os.close(master)
-        _init(linux, spec, merged, release_r, error_w, stdio)
+        _init(linux, spec, merged, release_r, error_w, stdio, load_seccomp)
 
     child = os.fork()
     if child == 0:

@@ -224,14 +224,31 @@ def prepare_rootfs(linux: Linux, spec: ContainerSpec, merged: Path, *, console: 
     workdir = _inside(root, spec.process.cwd)
     if not os.path.lexists(workdir):
         os.makedirs(workdir, mode=0o755)
-    if not spec.security.privileged:
+    for tmpfs in spec.tmpfs:
+        target = _inside(root, tmpfs.target)
+        _ensure(target, directory=True)
+        linux.mount("tmpfs", target, "tmpfs", tmpfs.flags, tmpfs.options or None)
+    for node in spec.devices:
+        path = _inside(root, node.path)
+        _ensure(os.path.dirname(path), directory=True)
+        kind = stat.S_IFCHR if node.type == "c" else stat.S_IFBLK
+        linux.mknod(path, kind | node.mode, os.makedev(node.major, node.minor))
+        os.chmod(path, node.mode)
+    # sysctls go in while /proc/sys is still writable; masking makes it read-only.
+    for key, value in spec.sysctls:
+        with open(os.path.join(_inside(root, "/proc/sys"), key.replace(".", "/")), "w") as f:
+            f.write(value)
+    if spec.security.mask_paths and not spec.security.privileged:
         _mask(linux, root)
 
 
-def pivot(linux: Linux, merged: Path) -> None:
+def pivot(linux: Linux, merged: Path, *, readonly: bool = False) -> None:
     """Make ``merged`` the root: ``pivot_root(".", ".")`` stacks the old root under the new one,
-    and a lazy unmount of "." drops it, with no put_old directory needed (runc's pivotRoot)."""
+    and a lazy unmount of "." drops it, with no put_old directory needed (runc's pivotRoot).
+    ``readonly`` (--read-only) remounts the new root read-only; the mounts on it stay as they are."""
     os.chdir(merged)
     linux.pivot_root(".", ".")
     linux.umount2(".", MNT_DETACH)
     os.chdir("/")
+    if readonly:
+        linux.mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pybox.errors import UsageError
 from pybox.runtime.cgroups import open_cgroup
-from pybox.runtime.cgroups.devices import DEFAULT_DEVICES, PRIVILEGED_DEVICES
+from pybox.runtime.cgroups.devices import DEFAULT_DEVICES, PRIVILEGED_DEVICES, DevicePolicy, DeviceRule
 from pybox.runtime.containers import ContainerState, create_record, new_id, now
 from pybox.runtime.linux import Linux
 from pybox.runtime.mounts import overlay_options
@@ -19,6 +19,11 @@ from pybox.runtime.runconfig import (
     RunOptions,
     hosts_file,
     init_mounts,
+    parse_bytes,
+    parse_device,
+    parse_sysctl,
+    parse_tmpfs,
+    parse_ulimit,
     parse_mount,
     parse_volume,
     plan_limits,
@@ -26,7 +31,7 @@ from pybox.runtime.runconfig import (
     plan_security,
     resolv_conf,
 )
-from pybox.runtime.spec import ContainerSpec, Security
+from pybox.runtime.spec import DEFAULT_SHM_SIZE, ContainerSpec, DeviceNode, Security
 from pybox.store import Store
 from pybox.store.images import Image
 from pybox.store.mounts import rootfs_mount
@@ -70,9 +75,16 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
     security = plan_security(options, plan.process.user.uid)
     binds = (tuple(parse_volume(v) for v in options.volumes) + tuple(parse_mount(m) for m in options.mounts)
              + init_mounts(options))
+    tmpfs = tuple(parse_tmpfs(t) for t in options.tmpfs)
+    rlimits = tuple(parse_ulimit(u) for u in options.ulimits)
+    sysctls = tuple(parse_sysctl(x, network) for x in options.sysctls)
+    devices = tuple(parse_device(d) for d in options.devices)
+    shm_size = parse_bytes(options.shm_size, "--shm-size") if options.shm_size else DEFAULT_SHM_SIZE
+    labels = dict(_label(item) for item in options.labels)
 
     config = {"Image": image.id, "ImageName": (image.names or [image.id])[0], "Args": list(plan.process.args),
-              "Layers": image.config.diff_ids}
+              "Layers": image.config.diff_ids, "Labels": {**(image.config.config.get("Labels") or {}), **labels},
+              "StopSignal": options.stop_signal or image.config.config.get("StopSignal") or "SIGTERM"}
     with store.lock():
         record = create_record(store, container_id, options.name, config)
         cgroup = None
@@ -91,12 +103,14 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
                                   upper=record.upper, work=record.work)
             rootfs = overlay_options(rootfs)
             cgroup = open_cgroup(f"pybox/{container_id}")
-            cgroup.create(limits, devices=PRIVILEGED_DEVICES if options.privileged else DEFAULT_DEVICES)
+            cgroup.create(limits, devices=_device_policy(options.privileged, devices))
             if not cgroup.device_rules_enforced and not options.privileged:
                 security = _without_mknod(security)
             spec = ContainerSpec(id=container_id, name=record.read_config()["Name"], rootfs=rootfs,
                                  process=plan.process, security=security, hostname=plan.hostname,
-                                 limits=limits, mounts=binds, network=network, etc_files=etc)
+                                 limits=limits, mounts=binds, network=network, etc_files=etc,
+                                 shm_size=shm_size, readonly_rootfs=options.read_only, tmpfs=tmpfs,
+                                 rlimits=rlimits, sysctls=sysctls, devices=devices)
             record.write_config({**record.read_config(), "Spec": _spec_document(spec)})
             state = ContainerState()
 
@@ -138,3 +152,17 @@ def _spec_document(spec: ContainerSpec) -> dict:
         return value
 
     return plain(asdict(spec))  # type: ignore[return-value]
+
+
+def _label(item: str) -> tuple[str, str]:
+    key, _, value = item.partition("=")
+    if not key:
+        raise UsageError(f"invalid --label {item!r}: expected KEY=VALUE")
+    return key, value
+
+
+def _device_policy(privileged: bool, devices: tuple[DeviceNode, ...]) -> DevicePolicy:
+    if privileged:
+        return PRIVILEGED_DEVICES
+    extra = tuple(DeviceRule(type=d.type, major=d.major, minor=d.minor, access=d.access) for d in devices)
+    return DevicePolicy(allow_all=False, rules=DEFAULT_DEVICES.rules + extra)

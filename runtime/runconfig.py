@@ -9,12 +9,25 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+import resource
+import stat
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pybox.errors import UsageError
 from pybox.runtime.capabilities import resolve, security_for
-from pybox.runtime.spec import BindMount, Limits, NetworkMode, ProcessSpec, Security, UserSpec
+from pybox.runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
+from pybox.runtime.spec import (
+    BindMount,
+    DeviceNode,
+    Limits,
+    NetworkMode,
+    ProcessSpec,
+    Rlimit,
+    Security,
+    TmpfsMount,
+    UserSpec,
+)
 from pybox.runtime.users import resolve_user
 
 __all__ = [
@@ -32,6 +45,12 @@ __all__ = [
     "plan_security",
     "hosts_file",
     "resolv_conf",
+    "SecurityOptions",
+    "parse_security_opts",
+    "parse_tmpfs",
+    "parse_ulimit",
+    "parse_sysctl",
+    "parse_device",
 ]
 
 # Debian's statically linked tini: Docker's docker-init is tini too.
@@ -71,6 +90,15 @@ class RunOptions:
     privileged: bool = False
     network: str = "none"
     init: bool = False  # --init: tini as PID 1
+    read_only: bool = False
+    security_opt: tuple[str, ...] = ()
+    tmpfs: tuple[str, ...] = ()  # --tmpfs PATH[:opts]
+    shm_size: str | None = None
+    ulimits: tuple[str, ...] = ()  # --ulimit name=soft[:hard]
+    sysctls: tuple[str, ...] = ()  # --sysctl key=value
+    devices: tuple[str, ...] = ()  # --device HOST[:CTR[:perms]]
+    stop_signal: str | None = None
+    labels: tuple[str, ...] = ()
     pull: str = "missing"
     platform: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
@@ -224,7 +252,21 @@ def plan_limits(options: RunOptions) -> Limits:
 
 def plan_security(options: RunOptions, uid: int) -> Security:
     caps = resolve(list(options.cap_add), list(options.cap_drop), privileged=options.privileged)
-    return security_for(uid=uid, caps=caps, privileged=options.privileged, no_new_privileges=False)
+    opts = parse_security_opts(options.security_opt)
+    security = security_for(uid=uid, caps=caps, privileged=options.privileged,
+                            no_new_privileges=opts.no_new_privileges)
+    return replace(security, mask_paths=not opts.systempaths_unconfined,
+                   seccomp=_seccomp_filter(opts.seccomp, caps, privileged=options.privileged))
+
+
+def _seccomp_filter(choice: str | None, caps: frozenset[str], *, privileged: bool) -> object:
+    """Docker's rules: the default profile unless unconfined or --privileged; a file in Docker's JSON format."""
+    if choice == "unconfined" or (privileged and choice is None):
+        return None
+    from pybox.runtime import seccomp
+
+    profile = seccomp.default_profile() if choice is None else seccomp.read_docker_profile(Path(choice))
+    return seccomp.build(profile, caps=caps, native_arch=seccomp.host_arch(), kernel=seccomp.host_kernel())
 
 
 def parse_volume(text: str) -> BindMount:
@@ -310,3 +352,127 @@ def resolv_conf(host_text: str, network: NetworkMode) -> str:
     if not servers:
         lines += [f"nameserver {s}" for s in _FALLBACK_DNS]
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecurityOptions:
+    no_new_privileges: bool = False
+    seccomp: str | None = None  # None: the default profile; "unconfined"; or a profile file
+    systempaths_unconfined: bool = False
+
+
+def parse_security_opts(items: tuple[str, ...]) -> SecurityOptions:
+    """Docker's ``--security-opt``: ``no-new-privileges[=true|false]``, ``seccomp=unconfined|FILE``,
+    ``systempaths=unconfined``."""
+    nnp, seccomp, systempaths = False, None, False
+    for item in items:
+        key, sep, value = item.partition("=") if "=" in item else item.partition(":")
+        if key == "no-new-privileges":
+            if value not in ("", "true", "false"):
+                raise UsageError(f"invalid --security-opt {item!r}: no-new-privileges takes true or false")
+            nnp = value != "false"
+        elif key == "seccomp" and value:
+            seccomp = value
+        elif key == "systempaths" and value == "unconfined":
+            systempaths = True
+        else:
+            raise UsageError(f"invalid --security-opt {item!r}: expected no-new-privileges, seccomp=unconfined|PROFILE.json "
+                             "or systempaths=unconfined")
+    return SecurityOptions(no_new_privileges=nnp, seccomp=seccomp, systempaths_unconfined=systempaths)
+
+
+_TMPFS_FLAGS = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
+_TMPFS_CLEAR = {"rw": MS_RDONLY, "suid": MS_NOSUID, "dev": MS_NODEV, "exec": MS_NOEXEC}
+
+
+def parse_tmpfs(text: str) -> TmpfsMount:
+    """``--tmpfs /run:size=64m,mode=1777,exec``; Docker's defaults are noexec, nosuid, nodev."""
+    target, _, opts = text.partition(":")
+    if not target.startswith("/"):
+        raise UsageError(f"invalid --tmpfs {text!r}: the path must be absolute")
+    flags = MS_NOEXEC | MS_NOSUID | MS_NODEV
+    data = []
+    for opt in filter(None, opts.split(",")):
+        key, sep, value = opt.partition("=")
+        if opt in _TMPFS_FLAGS:
+            flags |= _TMPFS_FLAGS[opt]
+        elif opt in _TMPFS_CLEAR:
+            flags &= ~_TMPFS_CLEAR[opt]
+        elif key in ("size", "nr_inodes", "nr_blocks") and value:
+            data.append(f"{key}={parse_bytes(value, '--tmpfs size') if key == 'size' else value}")
+        elif key in ("mode", "uid", "gid") and value.isdigit():
+            data.append(opt)
+        else:
+            raise UsageError(f"invalid --tmpfs {text!r}: unknown option {opt!r}")
+    return TmpfsMount(target=os.path.normpath(target), options=",".join(data), flags=flags)
+
+
+# Linux's numbering (asm-generic/resource.h); Python's resource module lacks some names.
+_RLIMITS = {
+    "cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5, "nproc": 6, "nofile": 7,
+    "memlock": 8, "as": 9, "locks": 10, "sigpending": 11, "msgqueue": 12, "nice": 13, "rtprio": 14,
+    "rttime": 15,
+}
+
+
+def parse_ulimit(text: str) -> Rlimit:
+    """``--ulimit nofile=1024[:2048]`` (-1 is unlimited). Not above this host's hard limit:
+    raising it needs CAP_SYS_RESOURCE, which pybox may not have (DESIGN section 4)."""
+    name, _, values = text.partition("=")
+    if name not in _RLIMITS or not values:
+        raise UsageError(f"invalid --ulimit {text!r}: expected NAME=SOFT[:HARD] with NAME one of "
+                         f"{', '.join(sorted(_RLIMITS))}")
+    soft_text, _, hard_text = values.partition(":")
+    try:
+        soft = resource.RLIM_INFINITY if soft_text == "-1" else int(soft_text)
+        hard = soft if not hard_text else resource.RLIM_INFINITY if hard_text == "-1" else int(hard_text)
+    except ValueError:
+        raise UsageError(f"invalid --ulimit {text!r}: limits are whole numbers or -1") from None
+    if soft != resource.RLIM_INFINITY and (hard != resource.RLIM_INFINITY and soft > hard):
+        raise UsageError(f"invalid --ulimit {text!r}: the soft limit is above the hard limit")
+    host_hard = resource.getrlimit(_RLIMITS[name])[1]
+    if host_hard != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > host_hard):
+        raise UsageError(f"--ulimit {text}: above this host's hard limit {host_hard}, which pybox cannot raise")
+    return Rlimit(resource=_RLIMITS[name], soft=soft, hard=hard)
+
+
+# Namespaced sysctls (moby opts/opts.go ValidateSysctl): IPC ones, and net.* in the container's own netns.
+_IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+                "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
+def parse_sysctl(text: str, network: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"invalid --sysctl {text!r}: expected KEY=VALUE")
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return key, value
+    if key.startswith("net."):
+        if network == "host":
+            raise UsageError(f"--sysctl {key} cannot be set with --network host: it would change the host")
+        return key, value
+    raise UsageError(f"--sysctl {key} is not namespaced: it would change the host (only IPC and net.* are allowed)")
+
+
+def parse_device(text: str) -> DeviceNode:
+    """``--device /dev/fuse[:/dev/fuse[:rwm]]``: the host node's type and numbers, made again inside."""
+    parts = text.split(":")
+    if not 1 <= len(parts) <= 3 or not parts[0].startswith("/"):
+        raise UsageError(f"invalid --device {text!r}: expected HOST[:CONTAINER[:PERMISSIONS]]")
+    host = parts[0]
+    target = parts[1] if len(parts) > 1 and parts[1].startswith("/") else host
+    access = parts[-1] if len(parts) > 1 and not parts[-1].startswith("/") else "rwm"
+    if not access or set(access) - set("rwm"):
+        raise UsageError(f"invalid --device {text!r}: permissions are made of r, w and m")
+    try:
+        st = os.stat(host)
+    except OSError as e:
+        raise UsageError(f"--device {host}: {e.strerror}") from None
+    if stat.S_ISCHR(st.st_mode):
+        kind = "c"
+    elif stat.S_ISBLK(st.st_mode):
+        kind = "b"
+    else:
+        raise UsageError(f"--device {host}: not a device node")
+    return DeviceNode(path=target, type=kind, major=os.major(st.st_rdev), minor=os.minor(st.st_rdev),
+                      mode=stat.S_IMODE(st.st_mode), access=access)

@@ -21,7 +21,7 @@ import errno
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -378,7 +378,7 @@ def _condition_json(condition: Condition) -> dict[str, Any]:
     if condition.arches:
         out["arches"] = list(condition.arches)
     if condition.min_kernel:
-        out["minKernel"] = "%d.%d" % condition.min_kernel
+        out["minKernel"] = "{}.{}".format(*condition.min_kernel)
     return out
 
 

@@ -137,8 +137,10 @@ _NAMESPACE_FLAGS = (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | 
 _S390 = ("s390", "s390x")
 
 
-def _allow(*names: str, args: tuple[Arg, ...] = (), when: Condition = Condition(),
-           unless: Condition = Condition()) -> SyscallRule:
+_ANY = Condition()  # no condition: holds everywhere as "includes", never as "excludes"
+
+
+def _allow(*names: str, args: tuple[Arg, ...] = (), when: Condition = _ANY, unless: Condition = _ANY) -> SyscallRule:
     return SyscallRule(names=names, action="SCMP_ACT_ALLOW", args=args, includes=when, excludes=unless)
 
 

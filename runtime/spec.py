@@ -13,6 +13,9 @@ from pybox.store.mounts import Mount
 
 __all__ = [
     "Limits",
+    "TmpfsMount",
+    "Rlimit",
+    "DeviceNode",
     "UserSpec",
     "ProcessSpec",
     "BindMount",
@@ -64,6 +67,32 @@ class BindMount:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TmpfsMount:
+    target: str
+    options: str = ""  # mount data, e.g. "size=65536k,mode=1777"
+    flags: int = 0  # MS_* flags (nosuid, nodev, noexec, rdonly)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rlimit:
+    resource: int  # resource.RLIMIT_*
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceNode:
+    """A host device made again inside the container's /dev (--device)."""
+
+    path: str  # in the container
+    type: str  # "c" or "b"
+    major: int
+    minor: int
+    mode: int  # permission bits
+    access: str  # cgroup access: some of "rwm"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Security:
     """Capabilities as sets of names ("CAP_CHOWN"); masked/readonly paths apply unless privileged."""
 
@@ -74,6 +103,11 @@ class Security:
     ambient: frozenset[str] = frozenset()
     privileged: bool = False
     no_new_privileges: bool = False
+    # Docker's masked and read-only /proc and /sys paths (off with --privileged
+    # or --security-opt systempaths=unconfined).
+    mask_paths: bool = True
+    # A built seccomp filter (pybox.runtime.seccomp.Filter), or None for none.
+    seccomp: object = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,5 +122,10 @@ class ContainerSpec:
     mounts: tuple[BindMount, ...] = ()
     network: NetworkMode = "none"
     shm_size: int = DEFAULT_SHM_SIZE
+    readonly_rootfs: bool = False
+    tmpfs: tuple[TmpfsMount, ...] = ()
+    rlimits: tuple[Rlimit, ...] = ()
+    sysctls: tuple[tuple[str, str], ...] = ()
+    devices: tuple[DeviceNode, ...] = ()
     # Files bind-mounted over /etc/hostname, /etc/hosts, /etc/resolv.conf (host paths).
     etc_files: dict[str, str] = field(default_factory=dict, hash=False, compare=False)

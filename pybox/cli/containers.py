@@ -38,6 +38,16 @@ def run(
     cap_drop: List[str] = typer.Option([], "--cap-drop", help="Drop a capability (or ALL)."),
     privileged: bool = typer.Option(False, "--privileged", help="All capabilities and devices, no masks."),
     init: bool = typer.Option(False, "--init", help="Run tini as PID 1: it reaps orphans and forwards signals."),
+    read_only: bool = typer.Option(False, "--read-only", help="Mount the root filesystem read-only."),
+    security_opt: List[str] = typer.Option([], "--security-opt",
+                                           help="no-new-privileges, seccomp=unconfined|PROFILE.json, systempaths=unconfined"),
+    tmpfs: List[str] = typer.Option([], "--tmpfs", help="PATH[:OPTIONS] tmpfs mount, e.g. /run:size=64m"),
+    shm_size: Optional[str] = typer.Option(None, "--shm-size", help="Size of /dev/shm (default 64m)."),
+    ulimit: List[str] = typer.Option([], "--ulimit", help="NAME=SOFT[:HARD], e.g. nofile=1024:2048"),
+    sysctl: List[str] = typer.Option([], "--sysctl", help="Namespaced sysctl KEY=VALUE."),
+    device: List[str] = typer.Option([], "--device", help="HOST[:CONTAINER[:rwm]] device node."),
+    stop_signal: Optional[str] = typer.Option(None, "--stop-signal", help="Signal that stops the container."),
+    label: List[str] = typer.Option([], "-l", "--label", help="KEY=VALUE metadata."),
     network: str = typer.Option("none", "--network", "--net", help="none (default) or host; bridge comes later."),
     pull: str = typer.Option("missing", "--pull", help="missing, always or never."),
     platform: Optional[str] = typer.Option(None, "--platform", help="os/arch[/variant] when pulling."),
@@ -53,7 +63,9 @@ def run(
         interactive=interactive, tty=tty, volumes=tuple(volume), mounts=tuple(mount), memory=memory,
         memory_swap=memory_swap, cpus=cpus, cpu_shares=cpu_shares, cpuset_cpus=cpuset_cpus,
         pids_limit=pids_limit, cap_add=tuple(cap_add), cap_drop=tuple(cap_drop), privileged=privileged,
-        network=network, pull=pull, platform=platform, init=init,
+        network=network, pull=pull, platform=platform, init=init, read_only=read_only,
+        security_opt=tuple(security_opt), tmpfs=tuple(tmpfs), shm_size=shm_size, ulimits=tuple(ulimit),
+        sysctls=tuple(sysctl), devices=tuple(device), stop_signal=stop_signal, labels=tuple(label),
     )
     store = state.store()
     result = run_image(store, ensure_image(store, image, policy=pull, platform=platform), options)

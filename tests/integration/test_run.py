@@ -114,9 +114,14 @@ def test_device_policy_denies_nodes_outside_dockers_list(box) -> None:
     # /dev/kmsg (c 1:11) is readable by root on the host, so only the policy can stop it.
     with open("/dev/kmsg", "rb") as f:
         assert f.read(8192)
+    # CAP_SYSLOG is added so that only the device cgroup can be what refuses.
     out = _sh(box, "mknod /dev/kmsg2 c 1 11 && echo made; dd if=/dev/kmsg2 of=/dev/null bs=8192 count=1 2>&1; "
-                   "echo null > /dev/null && echo null-ok", "-u", "0").stdout
+                   "echo null > /dev/null && echo null-ok", "-u", "0", "--cap-add", "SYSLOG").stdout
     assert "made" in out and "Operation not permitted" in out and "null-ok" in out
+    # --device adds the node and its rule: then the same read works.
+    allowed = _sh(box, "dd if=/dev/kmsg bs=8192 count=1 2>/dev/null | wc -c", "-u", "0", "--cap-add", "SYSLOG",
+                  "--device", "/dev/kmsg").stdout
+    assert int(allowed) > 0
 
 
 def test_network_none_has_only_lo_up_and_host_sees_the_hosts(box) -> None:
