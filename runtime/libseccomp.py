@@ -25,7 +25,7 @@ import ctypes
 import os
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
-from typing import Any, NewType
+from typing import Any, NewType, cast
 
 __all__ = [
     "ARCHES",
@@ -150,7 +150,7 @@ class LibSeccomp:
             f = getattr(lib, name)
             f.argtypes = list(argtypes)
             f.restype = restype
-            return f
+            return cast("Callable[..., Any]", f)
 
         ctx, u32, c_int, c_uint = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint
         self._init = fn("seccomp_init", ctx, u32)
@@ -170,7 +170,7 @@ class LibSeccomp:
         handle = self._init(default_action)
         if not handle:
             # seccomp_init(3) reports failure only as NULL: an invalid action or no memory.
-            raise OSError(0, f"seccomp_init({default_action:#x}) failed: invalid action or out of memory")
+            raise OSError(f"seccomp_init({default_action:#x}) failed: invalid action or out of memory")
         return FilterContext(handle)
 
     def release(self, ctx: FilterContext) -> None:

@@ -10,6 +10,7 @@ bind mounts under it, masks, then ``pivot_root``.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,27 @@ def _host_cgroup_mounts() -> list[tuple[str, str, str]]:
     return out
 
 
+def _copy_up(source: str, volume: str) -> None:
+    """The image's content at a volume's mount point, copied into the fresh volume with owners,
+    modes and times (Docker copies it the same way on first use)."""
+    if not os.path.isdir(source):
+        return
+    shutil.copytree(source, volume, symlinks=True, dirs_exist_ok=True, copy_function=_copy_file)
+    for directory, dirnames, filenames in os.walk(source):
+        relative = os.path.relpath(directory, source)
+        for name in [".", *dirnames, *filenames]:
+            src = os.path.normpath(os.path.join(directory, name))
+            dst = os.path.normpath(os.path.join(volume, relative, name))
+            st = os.lstat(src)
+            os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
+            if not stat.S_ISLNK(st.st_mode):
+                os.chmod(dst, stat.S_IMODE(st.st_mode))
+
+
+def _copy_file(src: str, dst: str) -> str:
+    return shutil.copy2(src, dst, follow_symlinks=False)
+
+
 def _bind(linux: Linux, root: str, mount: BindMount) -> None:
     target = _inside(root, mount.target)
     _ensure(target, directory=os.path.isdir(mount.source))
@@ -217,9 +239,13 @@ def prepare_rootfs(linux: Linux, spec: ContainerSpec, merged: Path, *, console: 
         target = os.path.join(root, "dev", "console")
         _ensure(target, directory=False)
         linux.mount(console, target, None, MS_BIND)
-    for container_path, host_file in spec.etc_files.items():
-        _bind(linux, root, BindMount(source=host_file, target=container_path))
-    for mount in spec.mounts:
+    binds = [BindMount(source=f, target=p) for p, f in spec.etc_files.items()] + list(spec.mounts)
+    # Fresh volumes get the image's own content, before anything is mounted over it.
+    for mount in binds:
+        if mount.copy_up:
+            _copy_up(_inside(root, mount.target), mount.source)
+    # Parents before children (as runc sorts mounts): /etc/hostname lands on a volume at /etc.
+    for mount in sorted(binds, key=lambda m: len(Path(m.target).parts)):
         _bind(linux, root, mount)
     workdir = _inside(root, spec.process.cwd)
     if not os.path.lexists(workdir):

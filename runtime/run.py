@@ -17,6 +17,7 @@ from pybox.runtime.mounts import overlay_options
 from pybox.runtime.process import run_container
 from pybox.runtime.runconfig import (
     RunOptions,
+    VolumeMount,
     hosts_file,
     init_mounts,
     parse_bytes,
@@ -31,7 +32,8 @@ from pybox.runtime.runconfig import (
     plan_security,
     resolv_conf,
 )
-from pybox.runtime.spec import DEFAULT_SHM_SIZE, ContainerSpec, DeviceNode, Security
+from pybox.runtime.spec import DEFAULT_SHM_SIZE, BindMount, ContainerSpec, DeviceNode, Security, TmpfsMount
+from pybox.runtime.volumes import VolumeStore
 from pybox.store import Store
 from pybox.store.images import Image
 from pybox.store.mounts import rootfs_mount
@@ -73,9 +75,14 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
                         lambda p: store.layers.read_file(image.config.diff_ids, p), container_id[:12])
     limits = plan_limits(options)
     security = plan_security(options, plan.process.user.uid)
-    binds = (tuple(parse_volume(v) for v in options.volumes) + tuple(parse_mount(m) for m in options.mounts)
-             + init_mounts(options))
-    tmpfs = tuple(parse_tmpfs(t) for t in options.tmpfs)
+    requested = [parse_volume(v) for v in options.volumes] + [parse_mount(m) for m in options.mounts]
+    binds = tuple(m for m in requested if isinstance(m, BindMount)) + init_mounts(options)
+    tmpfs = tuple(parse_tmpfs(t) for t in options.tmpfs) + tuple(m for m in requested if isinstance(m, TmpfsMount))
+    volume_mounts = [m for m in requested if isinstance(m, VolumeMount)]
+    taken = {m.target for m in requested} | {t.target for t in tmpfs}
+    # The image's VOLUMEs that nothing else covers get anonymous volumes (Docker).
+    volume_mounts += [VolumeMount(name=None, target=os.path.normpath(path))
+                      for path in (image.config.config.get("Volumes") or {}) if os.path.normpath(path) not in taken]
     rlimits = tuple(parse_ulimit(u) for u in options.ulimits)
     sysctls = tuple(parse_sysctl(x, network) for x in options.sysctls)
     devices = tuple(parse_device(d) for d in options.devices)
@@ -85,6 +92,8 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
     config = {"Image": image.id, "ImageName": (image.names or [image.id])[0], "Args": list(plan.process.args),
               "Layers": image.config.diff_ids, "Labels": {**(image.config.config.get("Labels") or {}), **labels},
               "StopSignal": options.stop_signal or image.config.config.get("StopSignal") or "SIGTERM"}
+    volumes = VolumeStore(store)
+    created_volumes: list[str] = []
     with store.lock():
         record = create_record(store, container_id, options.name, config)
         cgroup = None
@@ -94,6 +103,8 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
                 # -v creates a missing host directory, as Docker does.
                 if not os.path.lexists(bind.source):
                     os.makedirs(bind.source)
+            volume_binds = _volume_binds(volumes, volume_mounts, created_volumes)
+            record.write_config({**record.read_config(), "Volumes": [b[0] for b in volume_binds]})
             etc = {
                 "/etc/hostname": str(record.write_file("hostname", plan.hostname + "\n")),
                 "/etc/hosts": str(record.write_file("hosts", hosts_file(plan.hostname, network))),
@@ -108,7 +119,8 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
                 security = _without_mknod(security)
             spec = ContainerSpec(id=container_id, name=record.read_config()["Name"], rootfs=rootfs,
                                  process=plan.process, security=security, hostname=plan.hostname,
-                                 limits=limits, mounts=binds, network=network, etc_files=etc,
+                                 limits=limits, mounts=binds + tuple(b[1] for b in volume_binds),
+                                 network=network, etc_files=etc,
                                  shm_size=shm_size, readonly_rootfs=options.read_only, tmpfs=tmpfs,
                                  rlimits=rlimits, sysctls=sysctls, devices=devices)
             record.write_config({**record.read_config(), "Spec": _spec_document(spec)})
@@ -130,6 +142,10 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
                 cgroup.destroy()
             if options.remove:
                 record.remove()
+                # --rm takes the container's anonymous volumes with it, as Docker's does.
+                for name in created_volumes:
+                    if volumes.get(name).anonymous:
+                        volumes.remove(name)
     return RunResult(container_id=container_id, exit_code=exit_code, oom_killed=oom)
 
 
@@ -166,3 +182,18 @@ def _device_policy(privileged: bool, devices: tuple[DeviceNode, ...]) -> DeviceP
         return PRIVILEGED_DEVICES
     extra = tuple(DeviceRule(type=d.type, major=d.major, minor=d.minor, access=d.access) for d in devices)
     return DevicePolicy(allow_all=False, rules=DEFAULT_DEVICES.rules + extra)
+
+
+def _volume_binds(volumes: VolumeStore, mounts: list[VolumeMount],
+                  created: list[str]) -> list[tuple[str, BindMount]]:
+    """(volume name, bind of its data dir) for each volume mount, creating volumes as needed."""
+    out = []
+    for mount in mounts:
+        volume, new = volumes.create(mount.name)
+        if new:
+            created.append(volume.name)
+        data = volumes.data(volume.name)
+        fresh = not os.listdir(data)
+        out.append((volume.name, BindMount(source=str(data), target=mount.target, readonly=mount.readonly,
+                                           copy_up=fresh and not mount.nocopy)))
+    return out

@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_PATH",
     "parse_bytes",
     "parse_volume",
+    "VolumeMount",
     "parse_mount",
     "plan_process",
     "plan_limits",
@@ -269,49 +270,94 @@ def _seccomp_filter(choice: str | None, caps: frozenset[str], *, privileged: boo
     return seccomp.build(profile, caps=caps, native_arch=seccomp.host_arch(), kernel=seccomp.host_kernel())
 
 
-def parse_volume(text: str) -> BindMount:
-    """``-v HOST:CTR[:ro|rw]``: a bind mount (named volumes come with the volumes issue)."""
+@dataclass(frozen=True, kw_only=True)
+class VolumeMount:
+    """A named (or, with name None, anonymous) volume at ``target``."""
+
+    name: str | None
+    target: str
+    readonly: bool = False
+    nocopy: bool = False
+
+
+def parse_volume(text: str) -> BindMount | VolumeMount:
+    """``-v HOST:CTR[:ro]`` binds a host path; ``-v NAME:CTR`` mounts a named volume; ``-v CTR`` an anonymous one."""
     parts = text.split(":")
+    if len(parts) == 1 and parts[0].startswith("/"):
+        return VolumeMount(name=None, target=os.path.normpath(parts[0]))
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise UsageError(f"invalid volume {text!r}: expected HOST:CONTAINER[:ro]")
+        raise UsageError(f"invalid volume {text!r}: expected HOST:CONTAINER[:ro] or NAME:CONTAINER[:ro]")
     source, target = parts[0], parts[1]
-    mode = parts[2] if len(parts) == 3 else "rw"
-    if mode not in ("ro", "rw"):
-        raise UsageError(f"invalid volume {text!r}: mode must be ro or rw")
-    if not source.startswith("/"):
-        raise UsageError(f"invalid volume {text!r}: named volumes are not supported yet; give an absolute host path")
+    options = parts[2].split(",") if len(parts) == 3 else []
+    if set(options) - {"ro", "rw", "nocopy"} or {"ro", "rw"} <= set(options):
+        raise UsageError(f"invalid volume {text!r}: options are ro, rw and nocopy")
     if not target.startswith("/"):
         raise UsageError(f"invalid volume {text!r}: the container path must be absolute")
-    return BindMount(source=os.path.normpath(source), target=os.path.normpath(target), readonly=mode == "ro")
+    readonly = "ro" in options
+    if not source.startswith("/"):
+        return VolumeMount(name=source, target=os.path.normpath(target), readonly=readonly, nocopy="nocopy" in options)
+    return BindMount(source=os.path.normpath(source), target=os.path.normpath(target), readonly=readonly)
 
 
-def parse_mount(text: str) -> BindMount:
-    """``--mount type=bind,source=/a,target=/b[,readonly]`` (Docker's CSV form)."""
+def _csv(text: str) -> dict[str, str]:
     fields: dict[str, str] = {}
     for item in text.split(","):
         key, sep, value = item.strip().partition("=")
         fields[key.lower()] = value if sep else "true"
-    kind = fields.pop("type", "")
-    if kind != "bind":
-        raise UsageError(f"invalid --mount {text!r}: only type=bind is supported yet")
+    return fields
+
+
+def _flag(fields: dict[str, str], text: str, *keys: str) -> bool:
+    value = False
+    for key in keys:
+        if key in fields:
+            raw = fields.pop(key)
+            if raw not in ("true", "1", "false", "0"):
+                raise UsageError(f"invalid --mount {text!r}: {key} takes true or false")
+            value = raw in ("true", "1")
+    return value
+
+
+def parse_mount(text: str) -> BindMount | VolumeMount | TmpfsMount:
+    """Docker's ``--mount`` CSV: ``type=bind|volume|tmpfs``, ``source``, ``target``, ``readonly`` and
+    the type's own options (``bind-propagation``, ``volume-nocopy``, ``tmpfs-size``, ``tmpfs-mode``)."""
+    fields = _csv(text)
+    kind = fields.pop("type", "volume")
     source = fields.pop("source", None) or fields.pop("src", None)
     target = fields.pop("target", None) or fields.pop("destination", None) or fields.pop("dst", None)
-    readonly = False
-    for key in ("readonly", "ro"):
-        if key in fields:
-            value = fields.pop(key)
-            if value not in ("true", "1", "false", "0"):
-                raise UsageError(f"invalid --mount {text!r}: {key} takes true or false")
-            readonly = value in ("true", "1")
-    propagation = fields.pop("bind-propagation", "rprivate")
+    readonly = _flag(fields, text, "readonly", "ro")
+    if not target or not target.startswith("/"):
+        raise UsageError(f"invalid --mount {text!r}: target must be an absolute path")
+    target = os.path.normpath(target)
+    if kind == "bind":
+        propagation = fields.pop("bind-propagation", "rprivate")
+        mount: BindMount | VolumeMount | TmpfsMount
+        if not source or not source.startswith("/"):
+            raise UsageError(f"invalid --mount {text!r}: a bind source must be an absolute path")
+        if not os.path.exists(source):
+            raise UsageError(f"invalid --mount {text!r}: bind source path does not exist: {source}")
+        mount = BindMount(source=os.path.normpath(source), target=target, readonly=readonly, propagation=propagation)
+    elif kind == "volume":
+        nocopy = _flag(fields, text, "volume-nocopy")
+        mount = VolumeMount(name=source, target=target, readonly=readonly, nocopy=nocopy)
+    elif kind == "tmpfs":
+        if source:
+            raise UsageError(f"invalid --mount {text!r}: a tmpfs has no source")
+        options = []
+        if "tmpfs-size" in fields:
+            options.append(f"size={parse_bytes(fields.pop('tmpfs-size'), '--mount tmpfs-size')}")
+        if "tmpfs-mode" in fields:
+            mode = fields.pop("tmpfs-mode")
+            if not re.fullmatch(r"[0-7]{3,4}", mode):
+                raise UsageError(f"invalid --mount {text!r}: tmpfs-mode is octal, e.g. 1777")
+            options.append(f"mode={mode}")
+        flags = MS_NOSUID | MS_NODEV | (MS_RDONLY if readonly else 0)
+        mount = TmpfsMount(target=target, options=",".join(options), flags=flags)
+    else:
+        raise UsageError(f"invalid --mount {text!r}: type must be bind, volume or tmpfs")
     if fields:
         raise UsageError(f"invalid --mount {text!r}: unknown option(s) {', '.join(sorted(fields))}")
-    if not source or not target or not source.startswith("/") or not target.startswith("/"):
-        raise UsageError(f"invalid --mount {text!r}: source and target must be absolute paths")
-    if not os.path.exists(source):
-        raise UsageError(f"invalid --mount {text!r}: bind source path does not exist: {source}")
-    return BindMount(source=os.path.normpath(source), target=os.path.normpath(target), readonly=readonly,
-                     propagation=propagation)
+    return mount
 
 
 def hosts_file(hostname: str, network: NetworkMode) -> str:

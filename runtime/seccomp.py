@@ -21,6 +21,7 @@ import errno
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,14 +195,13 @@ def host_arch() -> str:
 
 
 def host_kernel() -> tuple[int, int]:
-    """The running kernel's (major, minor): ``6.1.0-18-amd64`` -> (6, 1), as moby's ``parseRelease``."""
+    """The running kernel's (major, minor): ``6.1.0-18-amd64`` -> (6, 1), as moby's ``parseRelease``
+    (``Sscanf(release, "%d.%d")``: ``3.12-1-amd64`` is (3, 12) too)."""
     release = os.uname().release
-    major, _, rest = release.partition(".")
-    minor = rest.split(".", 1)[0].split("-", 1)[0]
-    try:
-        return int(major), int(minor)
-    except ValueError:
-        raise PyboxError(f"seccomp: cannot parse the kernel release {release!r}") from None
+    match = re.match(r"(\d+)\.(\d+)", release)
+    if match is None:
+        raise PyboxError(f"seccomp: cannot parse the kernel release {release!r}")
+    return int(match[1]), int(match[2])
 
 
 # --- Docker's JSON -> Profile ----------------------------------------------
@@ -220,17 +220,18 @@ class _Doc:
         where = self.path if key is None else f"{self.path}.{key}" if self.path else key
         raise UsageError(f"seccomp profile {self.source}: {where or 'top level'}: {message}")
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+    def get(self, key: str, kind: type, default: Any = None) -> Any:
+        """The value at ``key`` if it is a ``kind``; ``default`` when absent or null (Go leaves the zero value)."""
         value = self.value.get(key)
         if value is None:
             return default
-        # bool is an int in Python, never in JSON's sense
-        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
-            self.fail(f"expected {_kind_name(kind)}, got {_kind(value)}", key)
+        # A JSON true is not an integer, though Python's bool is an int.
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            self.fail(f"expected {_KINDS[kind]}, got {_kind(value)}", key)
         return value
 
     def uint(self, key: str, *, maximum: int, default: int | None = None) -> int | None:
-        value = self.get(key, int, default)
+        value: int | None = self.get(key, int, default)
         if value is not None and not 0 <= value <= maximum:
             self.fail(f"{value} is out of range 0..{maximum}", key)
         return value
@@ -252,18 +253,12 @@ class _Doc:
         return None if value is None else _Doc(self.source, prefix + key, value)
 
 
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
-    return " or ".join(names[k] for k in _as_tuple(kind))
+_KINDS: dict[type, str] = {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+                           list: "a list", dict: "an object"}
 
 
 def _kind(value: object) -> str:
-    return {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "a list",
-            dict: "an object"}.get(type(value), type(value).__name__)
+    return _KINDS.get(type(value), type(value).__name__)
 
 
 def _action(doc: _Doc, key: str) -> Action:
@@ -420,20 +415,24 @@ def default_profile() -> Profile:
 # --- Profile -> Filter -----------------------------------------------------
 
 
+_FIXED_ACTIONS: Mapping[str, int] = MappingProxyType({
+    "SCMP_ACT_KILL": S.SCMP_ACT_KILL,
+    "SCMP_ACT_KILL_THREAD": S.SCMP_ACT_KILL_THREAD,
+    "SCMP_ACT_KILL_PROCESS": S.SCMP_ACT_KILL_PROCESS,
+    "SCMP_ACT_TRAP": S.SCMP_ACT_TRAP,
+    "SCMP_ACT_ALLOW": S.SCMP_ACT_ALLOW,
+    "SCMP_ACT_LOG": S.SCMP_ACT_LOG,
+})
+
+
 def _scmp_action(action: Action, errno_ret: int | None) -> int:
     """runc ``getAction``: ERRNO and TRACE without errnoRet answer EPERM; KILL kills the thread."""
     code = errno.EPERM if errno_ret is None else errno_ret
-    fixed: dict[str, int] = {
-        "SCMP_ACT_KILL": S.SCMP_ACT_KILL,
-        "SCMP_ACT_KILL_THREAD": S.SCMP_ACT_KILL_THREAD,
-        "SCMP_ACT_KILL_PROCESS": S.SCMP_ACT_KILL_PROCESS,
-        "SCMP_ACT_TRAP": S.SCMP_ACT_TRAP,
-        "SCMP_ACT_ALLOW": S.SCMP_ACT_ALLOW,
-        "SCMP_ACT_LOG": S.SCMP_ACT_LOG,
-        "SCMP_ACT_ERRNO": S.SCMP_ACT_ERRNO(code),
-        "SCMP_ACT_TRACE": S.SCMP_ACT_TRACE(code),
-    }
-    return fixed[action]
+    if action == "SCMP_ACT_ERRNO":
+        return S.SCMP_ACT_ERRNO(code)
+    if action == "SCMP_ACT_TRACE":
+        return S.SCMP_ACT_TRACE(code)
+    return _FIXED_ACTIONS[action]
 
 
 def _holds(rule: SyscallRule, caps: frozenset[str], arch: str, kernel: tuple[int, int]) -> bool:

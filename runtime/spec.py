@@ -64,6 +64,8 @@ class BindMount:
     target: str  # path in the container
     readonly: bool = False
     propagation: str = "rprivate"
+    # A volume mounted for the first time gets the image's content at its target.
+    copy_up: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -71,10 +71,11 @@ def _global_options(
 
 
 def _register() -> None:
-    from pybox.cli import auth, containers, images, system
+    from pybox.cli import auth, containers, images, system, volumes
 
     containers.register(app)
     images.register(app)
+    volumes.register(app)
     auth.register(app)
     system.register(app)
 

@@ -171,7 +171,8 @@ def _child(tmp_path: Path, **config: Any) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-I", "-c", _CHILD, json.dumps({"work": str(work), **config})],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, f"child exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return json.loads(proc.stdout)
+    report: dict[str, Any] = json.loads(proc.stdout)
+    return report
 
 
 def _pick(probes: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -219,6 +220,20 @@ def test_legacy_single_name_is_read() -> None:
     assert _profile({"name": "getpid", "action": "SCMP_ACT_ALLOW"}).syscalls[0].names == ("getpid",)
 
 
+@pytest.mark.parametrize(("release", "expected"), [("6.1.0-18-amd64", (6, 1)), ("3.12-1-amd64", (3, 12)),
+                                                   ("4.8", (4, 8)), ("5.15.0+", (5, 15))])
+def test_host_kernel_reads_major_and_minor(monkeypatch: pytest.MonkeyPatch, release: str,
+                                           expected: tuple[int, int]) -> None:
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "h", release, "#1", "x86_64")))
+    assert seccomp.host_kernel() == expected
+
+
+@pytest.mark.parametrize(("machine", "expected"), [("x86_64", "amd64"), ("aarch64", "arm64"), ("s390x", "s390x")])
+def test_host_arch_uses_the_profiles_names(monkeypatch: pytest.MonkeyPatch, machine: str, expected: str) -> None:
+    monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "h", "6.1", "#1", machine)))
+    assert seccomp.host_arch() == expected
+
+
 def test_unknown_native_arch_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="x86_64"):
         build(default_profile(), caps=frozenset(), native_arch="x86_64", kernel=(6, 1))
@@ -259,6 +274,7 @@ BAD_PROFILES = {
     "arg value range": (_one_arg(value=2**64), "syscalls[0].args[0].value: 18446744073709551616 is out of range"),
     "min kernel": (_one_rule(includes={"minKernel": "4.8.1"}), "syscalls[0].includes.minKernel: invalid kernel"),
     "listener": (_top(listenerPath="/run/agent.sock"), "listenerPath: is not supported"),
+    "flags": (_top(flags=["SECCOMP_FILTER_FLAG_LOG"]), "flags: is not supported"),
 }
 
 
@@ -415,7 +431,8 @@ def test_syscall_names_resolve_to_native_and_pseudo_numbers(lib: S.LibSeccomp) -
     x86 = S.ARCHES["SCMP_ARCH_X86"]
     assert lib.syscall_resolve_name("no_such_syscall") is None
     assert lib.syscall_resolve_name_arch(x86, "chown32") == 212  # i386's unistd_32.h
-    assert lib.syscall_resolve_name_arch(S.ARCHES["SCMP_ARCH_X86_64"], "chown32") < 0  # a pseudo number
+    pseudo = lib.syscall_resolve_name_arch(S.ARCHES["SCMP_ARCH_X86_64"], "chown32")
+    assert pseudo is not None and pseudo < 0
     assert lib.syscall_resolve_name("getpid") == lib.syscall_resolve_name_arch(lib.arch_native(), "getpid")
 
 

@@ -1,0 +1,135 @@
+"""`pybox run`'s second half: volumes, tmpfs, read-only root, ulimits, sysctls, security options."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.mounts import mounts_under
+from support.skip import require_root
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def _container_cgroups() -> list[str]:
+    return [str(p) for h in CGROUP_ROOT.iterdir() if (h / "pybox").is_dir() for p in (h / "pybox").iterdir()
+            if p.is_dir()]
+
+
+@pytest.fixture(scope="module")
+def image_store(registry, tmp_path_factory) -> Iterator[tuple[Path, str]]:
+    require_root()
+    root = tmp_path_factory.mktemp("opts") / "store"
+    ref = registry.images["gzip"].ref
+    subprocess.run([sys.executable, "-I", "-m", "pybox", "--root", str(root), "pull", "-q", ref],
+                   check=True, capture_output=True, timeout=300)
+    yield root, ref
+
+
+@pytest.fixture
+def box(image_store, pybox) -> Iterator:
+    root, ref = image_store
+    cgroups_before = set(_container_cgroups())
+
+    def run(*args: str, check: bool = True, **kw):
+        split = args.index("--") if "--" in args else len(args)
+        return pybox("run", "--rm", *args[:split], ref, *args[split + 1 :], root=root, check=check, **kw)
+
+    yield run
+    assert mounts_under(root) == [] and set(_container_cgroups()) <= cgroups_before
+    assert os.listdir(root / "containers") == []
+
+
+def test_named_volume_outlives_its_container_and_is_shared(box, image_store, pybox) -> None:
+    root, _ = image_store
+    box("-u", "0", "-v", "shared:/data", "--", "sh", "-c", "echo one > /data/f")
+    assert box("-u", "0", "-v", "shared:/other:ro", "--", "cat", "/other/f").stdout == "one\n"
+    refused = box("-u", "0", "-v", "shared:/other:ro", "--", "sh", "-c", "echo x > /other/g", check=False)
+    assert refused.returncode != 0 and "Read-only file system" in refused.stderr
+    (doc,) = json.loads(pybox("volume", "inspect", "shared", root=root).stdout)
+    assert doc["Name"] == "shared" and doc["Driver"] == "local" and Path(doc["Mountpoint"], "f").is_file()
+    assert "shared" in pybox("volume", "ls", "-q", root=root).stdout.split()
+    assert pybox("volume", "rm", "shared", root=root).stdout.strip() == "shared"
+    assert not (root / "volumes" / "shared").exists()
+
+
+def test_a_new_volume_gets_the_images_content(box, image_store, pybox) -> None:
+    root, _ = image_store
+    out = box("-u", "0", "-v", "etcvol:/etc", "--", "cat", "/etc/passwd").stdout
+    assert out.startswith("root:")
+    copied = (root / "volumes" / "etcvol" / "_data" / "passwd").read_text()
+    assert copied == out
+    # Not copied again into a volume that has content.
+    box("-u", "0", "-v", "etcvol:/etc", "--", "sh", "-c", "rm /etc/passwd")
+    assert not (root / "volumes" / "etcvol" / "_data" / "passwd").exists()
+    pybox("volume", "rm", "etcvol", root=root)
+
+
+def test_image_volumes_get_anonymous_volumes_removed_with_rm(box, image_store, pybox) -> None:
+    root, _ = image_store
+    # The busybox image declares VOLUME /data.
+    assert box("-u", "0", "--", "sh", "-c", "grep -c ' /data ' /proc/self/mountinfo").stdout.strip() == "1"
+    assert pybox("volume", "ls", "-q", root=root).stdout.split() == []
+
+
+def test_tmpfs_size_is_enforced_and_read_only_root(box) -> None:
+    out = box("-u", "0", "--read-only", "--tmpfs", "/tmp:size=1m", "--", "sh", "-c",
+              "touch /x 2>&1; dd if=/dev/zero of=/tmp/f bs=1k count=4096 2>&1; ls -l /tmp/f", check=False).stdout
+    assert "Read-only file system" in out and "No space left on device" in out
+    assert " 1048576 " in out
+    size = box("--mount", "type=tmpfs,target=/scratch,tmpfs-size=2m", "--", "sh", "-c", "df -k /scratch | tail -1")
+    assert size.stdout.split()[1] == "2048"
+
+
+def test_ulimit_and_sysctl_are_seen_inside(box) -> None:
+    out = box("--ulimit", "nofile=512:1024", "--sysctl", "net.ipv4.ip_unprivileged_port_start=80",
+              "--", "sh", "-c", "ulimit -n; ulimit -Hn; cat /proc/sys/net/ipv4/ip_unprivileged_port_start").stdout
+    assert out.split() == ["512", "1024", "80"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--sysctl", "kernel.hostname=x"), "not namespaced"),
+        (("--ulimit", "nofile=10:5"), "soft limit is above"),
+        (("--ulimit", "bogus=1"), "invalid --ulimit"),
+        (("--tmpfs", "relative"), "must be absolute"),
+        (("--security-opt", "apparmor=x"), "invalid --security-opt"),
+        (("--mount", "type=nfs,target=/x"), "type must be bind, volume or tmpfs"),
+        (("--device", "/etc/passwd"), "not a device node"),
+    ],
+)
+def test_bad_options_are_one_line(box, options, message) -> None:
+    proc = box(*options, "--", "true", check=False)
+    assert proc.returncode == 125 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+def test_no_new_privileges(box) -> None:
+    assert box("--", "grep", "NoNewPrivs", "/proc/self/status").stdout.split() == ["NoNewPrivs:", "0"]
+    nnp = box("--security-opt", "no-new-privileges", "--", "grep", "NoNewPrivs", "/proc/self/status")
+    assert nnp.stdout.split() == ["NoNewPrivs:", "1"]
+
+
+def test_systempaths_unconfined_unmasks(box) -> None:
+    masked = box("-u", "0", "--", "sh", "-c", "grep -c ' /proc/keys ' /proc/self/mountinfo", check=False)
+    assert masked.stdout.strip() == "1"
+    unmasked = box("-u", "0", "--security-opt", "systempaths=unconfined", "--", "sh", "-c",
+                   "grep -c ' /proc/keys ' /proc/self/mountinfo", check=False)
+    assert unmasked.stdout.strip() == "0"
+
+
+def test_labels_and_stop_signal_are_recorded(image_store, pybox) -> None:
+    root, ref = image_store
+    pybox("run", "--name", "labelled", "-l", "team=core", "--stop-signal", "SIGUSR1", ref, "true", root=root)
+    (cid,) = os.listdir(root / "containers")
+    doc = json.loads((root / "containers" / cid / "config.json").read_text())
+    assert doc["Labels"]["team"] == "core" and doc["StopSignal"] == "SIGUSR1"
+    import shutil
+
+    shutil.rmtree(root / "containers" / cid)
