@@ -164,9 +164,17 @@ bench_registry_stop() {
     wait "$pid" 2>/dev/null || true
 }
 
+# bench_at_exit CMD...: run CMD (a function, say) first in the EXIT trap, before
+# the registry stops and BENCH_WORK goes; its failure is logged, not fatal.
+BENCH_AT_EXIT=()
+bench_at_exit() { BENCH_AT_EXIT+=("$*"); }
+
 bench_cleanup() {
-    local rc=$?
+    local rc=$? hook
     trap - EXIT INT TERM
+    for hook in "${BENCH_AT_EXIT[@]}"; do
+        eval "$hook" || bench_log "exit hook failed: $hook"
+    done
     bench_registry_stop
     if [ -n "$BENCH_WORK" ] && [ -d "$BENCH_WORK" ]; then
         if [ -n "${BENCH_KEEP:-}" ]; then
@@ -232,10 +240,12 @@ bench_measure() {
 
 # bench_summary RESULTS TOOL... [-- NUMERATOR/DENOMINATOR...]: an aligned
 # table of the successful runs per tool (median, min, max wall seconds;
-# median and max peak RSS) and the ratios of medians asked for.
+# median and max peak RSS) and the ratios of medians asked for. Seconds have
+# BENCH_DIGITS decimals (default 2; 3 for runs of a few ms).
 bench_summary() {
-    "$BENCH_PY" -I - "$@" <<'EOF'
-import statistics, sys
+    BENCH_DIGITS=${BENCH_DIGITS:-2} "$BENCH_PY" -I - "$@" <<'EOF'
+import os, statistics, sys
+digits = int(os.environ["BENCH_DIGITS"])
 args = sys.argv[1:]
 path, rest = args[0], args[1:]
 tools, ratios = (rest[:rest.index("--")], rest[rest.index("--") + 1:]) if "--" in rest else (rest, [])
@@ -256,8 +266,9 @@ for t in tools:
     if r:
         walls = [w for w, _ in r]; rss = [m / 1024 for _, m in r]
         median[t] = statistics.median(walls)
-        table.append((t, f"{len(r)}/{len(r) + failed[t]}", f"{median[t]:.2f}", f"{min(walls):.2f}",
-                      f"{max(walls):.2f}", f"{statistics.median(rss):.0f}", f"{max(rss):.0f}"))
+        table.append((t, f"{len(r)}/{len(r) + failed[t]}", f"{median[t]:.{digits}f}",
+                      f"{min(walls):.{digits}f}", f"{max(walls):.{digits}f}",
+                      f"{statistics.median(rss):.0f}", f"{max(rss):.0f}"))
     else:
         table.append((t, f"0/{failed[t]}", "failed", "-", "-", "-", "-"))
 widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
@@ -281,4 +292,46 @@ for spec in ratios:
           f" per-round ratios median {statistics.median(paired):.2f}x,"
           f" range {min(paired):.2f}-{max(paired):.2f}x")
 EOF
+}
+
+# bench_isolated DIR: sets BENCH_ISOLATED to the BENCH_ISOLATE prefix with
+# DIR/varlib over /var/lib/containers and DIR/runc over /run/containers
+# (made if missing; call bench_mountpoint for the two targets first). Reusing
+# one DIR across commands keeps their state, as the host paths would.
+bench_isolated() {
+    mkdir -p "$1/varlib" "$1/runc"
+    BENCH_ISOLATED=("${BENCH_ISOLATE[@]}" "$1/varlib:/var/lib/containers" "$1/runc:/run/containers" --)
+}
+
+# bench_busybox_image LAYOUT TAG: a one-layer image made by umoci into a new
+# OCI layout: Debian's static /usr/bin/busybox as /bin/busybox with a few
+# applet symlinks (sh, true, ...), /etc/passwd and /etc/group (root,
+# nobody), /root, /tmp; PATH set and Cmd `sh` in the config. Everything gets
+# a fixed mtime: same busybox, same layer digest. Needs umoci and busybox.
+bench_busybox_image() {
+    local layout=$1 tag=$2 bundle=$1.bundle applet
+    [ -x /usr/bin/busybox ] || bench_die "/usr/bin/busybox is missing (apt-get install busybox-static)"
+    rm -rf "$layout" "$bundle"
+    umoci init --layout "$layout"
+    umoci new --image "$layout:$tag"
+    umoci unpack --image "$layout:$tag" "$bundle" >/dev/null
+    local rootfs=$bundle/rootfs
+    mkdir -m 755 "$rootfs/bin" "$rootfs/etc"
+    mkdir -m 700 "$rootfs/root"
+    mkdir -m 1777 "$rootfs/tmp"
+    cp /usr/bin/busybox "$rootfs/bin/busybox"
+    chmod 755 "$rootfs/bin/busybox"
+    for applet in sh cat echo env false id ls sleep true; do
+        ln -s busybox "$rootfs/bin/$applet"
+    done
+    printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' \
+        > "$rootfs/etc/passwd"
+    printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' > "$rootfs/etc/group"
+    chmod 644 "$rootfs/etc/passwd" "$rootfs/etc/group"
+    find "$rootfs" -exec touch -h -d @1704067200 {} +
+    umoci repack --history.created_by "bench: busybox" --image "$layout:$tag" "$bundle"
+    umoci config --image "$layout:$tag" \
+        --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --config.cmd sh
+    umoci gc --layout "$layout"
+    rm -rf "$bundle"
 }

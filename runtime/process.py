@@ -152,7 +152,11 @@ def _seccomp_loader(spec: ContainerSpec) -> Callable[[], None] | None:
     from pybox.runtime.seccomp import load
     from pybox.runtime.libseccomp import LibSeccomp
 
-    lib = LibSeccomp()
+    try:
+        lib = LibSeccomp()
+    except OSError as e:
+        raise PyboxError(f"cannot load libseccomp ({e}); install Debian's libseccomp2, "
+                         "or run with --security-opt seccomp=unconfined") from e
 
     def apply() -> None:
         load(spec.security.seccomp, no_new_privs=spec.security.no_new_privileges, lib=lib)

@@ -98,15 +98,23 @@ def test_bad_users(spec, message) -> None:
 def test_volumes_and_mounts(tmp_path) -> None:
     v = parse_volume("/srv/a/:/data:ro")
     assert (v.source, v.target, v.readonly) == ("/srv/a", "/data", True)
-    for bad in ("/a", "name:/x", "/a:rel", "/a:/b:rx"):
+    named = parse_volume("cache:/var/cache:ro,nocopy")
+    assert (named.name, named.target, named.readonly, named.nocopy) == ("cache", "/var/cache", True, True)
+    anonymous = parse_volume("/scratch")
+    assert (anonymous.name, anonymous.target) == (None, "/scratch")
+    for bad in ("/a:rel", "/a:/b:rx", ":/x", "a:b:c:d", "/a:/b:ro,rw"):
         with pytest.raises(UsageError):
             parse_volume(bad)
     m = parse_mount(f"type=bind,source={tmp_path},target=/t,readonly")
     assert (m.source, m.target, m.readonly) == (str(tmp_path), "/t", True)
     with pytest.raises(UsageError, match="does not exist"):
         parse_mount("type=bind,src=/no/such/dir,dst=/t")
-    with pytest.raises(UsageError, match="only type=bind"):
-        parse_mount("type=volume,src=v,dst=/t")
+    volume = parse_mount("type=volume,src=v,dst=/t,volume-nocopy")
+    assert (volume.name, volume.target, volume.nocopy) == ("v", "/t", True)
+    tmpfs = parse_mount("type=tmpfs,dst=/t,tmpfs-size=1m,tmpfs-mode=1777")
+    assert (tmpfs.target, tmpfs.options) == ("/t", "size=1048576,mode=1777")
+    with pytest.raises(UsageError, match="type must be bind, volume or tmpfs"):
+        parse_mount("type=nfs,dst=/t")
 
 
 def test_resolv_conf_drops_loopback_resolvers() -> None:
