@@ -173,6 +173,70 @@ for ((run = 1; run <= RUNS; run++)); do
     bench_measure "$REFERENCE" python3 "$run" -- "${NOPYC[@]}" "$BENCH_PY" -c pass || true
 done
 
+# --- what `import pybox.cli.app` costs (untimed, after the rounds) ----------
+
+for ((k = 1; k <= IMPORT_RUNS; k++)); do
+    (cd "$W" && "${NOPYC[@]}" "$VENV_PY" -X importtime -c 'import pybox.cli.app' 2> "$W/importtime.$k")
+done
+
+# --- BENCH_PROFILE=1: where a `pybox run` spends its time (untimed) ----------
+
+PROFILE_RUNS=5
+SPY_RUNS=3
+PYSPY=$(dirname "$VENV_PY")/py-spy
+PYBOX_ARGS=(--root "$PYBOX_ROOT_DIR" run --rm --network none "$REF" true)
+if [ -n "${BENCH_PROFILE:-}" ]; then
+    bench_log "profiling pybox: phases, -X importtime, py-spy"
+    mkdir -p "$W/profile"
+    # Wall-clock phases without a profiler: an audit hook notes when a few
+    # modules start importing, the first fork and PID 1's exec (written to an
+    # fd opened before, as PID 1 no longer sees $W after pivot_root). The
+    # markers name pybox modules: one that is renamed merges two phases.
+    cat > "$W/profile/phases.py" <<'EOF'
+import os, sys, time
+MARKS = {"typer": "import pybox.cli.app up to typer (logging, dataclasses, pathlib, ...)",
+         "typer._adapters": "import typer, build the command, parse up to the first option",
+         "pybox.registry.ensure": "parse the options (typer imports pydantic, a TypeAdapter each)",
+         "pybox.runtime.run": "run(): import pybox.registry.ensure and pybox.store",
+         "pybox.runtime.seccomp": "import pybox.runtime.run; open store, ensure_image, plan_process"}
+seen = {}
+fd = os.open(os.environ["PHASES_OUT"], os.O_WRONLY | os.O_APPEND)
+def note(label):
+    os.write(fd, f"{time.time():.6f}\t{label}\n".encode())
+def hook(event, args):
+    if event == "import" and args[0] in MARKS and args[0] not in seen:
+        seen[args[0]] = note(MARKS[args[0]])
+    elif event == "os.fork" and "fork" not in seen:
+        seen["fork"] = note("plan_security (seccomp), record, overlay plan, cgroup create")
+    elif event == "os.exec" and "exec" not in seen:
+        seen["exec"] = note("fork: cgroup join, unshare, PID 1 mounts, pivot_root, seccomp, caps")
+note("interpreter start, site (the editable install's finder)")
+sys.addaudithook(hook)
+sys.argv[0] = "pybox"
+from pybox.cli import main
+try:
+    main()
+finally:
+    note("container runs `true` and exits; pybox waits, removes cgroup and record")
+EOF
+    for ((k = 1; k <= PROFILE_RUNS; k++)); do
+        out=$W/profile/phases.$k
+        date +%s.%N | awk '{ printf "%s\tstart\n", $1 }' > "$out"
+        (cd "$W" && PHASES_OUT=$out "${NOPYC[@]}" "$VENV_PY" "$W/profile/phases.py" "${PYBOX_ARGS[@]}") ||
+            bench_log "profiled run $k failed"
+        date +%s.%N | awk '{ printf "%s\tinterpreter exit (finalization)\n", $1 }' >> "$out"
+        (cd "$W" && "${NOPYC[@]}" "$VENV_PY" -X importtime -m pybox "${PYBOX_ARGS[@]}" \
+            2> "$W/profile/importtime.$k") || bench_log "importtime run $k failed"
+    done
+    if [ -x "$PYSPY" ]; then
+        for ((k = 1; k <= SPY_RUNS; k++)); do
+            (cd "$W" && timeout 120 "${NOPYC[@]}" "$PYSPY" record --subprocesses -r 500 -f raw \
+                -o "$W/profile/spy.$k" -- "$VENV_PY" -m pybox "${PYBOX_ARGS[@]}" \
+                > "$W/profile/spy.$k.log" 2>&1) || bench_log "py-spy run $k failed"
+        done
+    fi
+fi
+
 # --- what a run must leave behind: nothing -----------------------------------
 
 left=$(bench_mounts_under "$W")
@@ -189,12 +253,6 @@ done
 leaked=$(find /sys/fs/cgroup -maxdepth 3 -type d -name "$RUNC_ID-*" 2>/dev/null || true)
 [ -z "$leaked" ] || bench_die "runc cgroup dirs left: $leaked"
 [ -z "$("${RUNC[@]}" list -q 2>/dev/null)" ] || bench_die "runc containers left: $("${RUNC[@]}" list -q)"
-
-# --- what `import pybox.cli.app` costs (untimed, after the rounds) ----------
-
-for ((k = 1; k <= IMPORT_RUNS; k++)); do
-    (cd "$W" && "${NOPYC[@]}" "$VENV_PY" -X importtime -c 'import pybox.cli.app' 2> "$W/importtime.$k")
-done
 
 # --- report ------------------------------------------------------------------
 
@@ -253,6 +311,99 @@ w = [max(len(r[i]) for r in rows) for i in range(3)]
 for r in rows:
     print("  " + r[0].ljust(w[0]) + "  " + r[1].rjust(w[1]) + "  " + r[2].rjust(w[2]))
 EOF
+if [ -n "${BENCH_PROFILE:-}" ]; then
+    echo
+    "$BENCH_PY" -I - "$W/profile" "$PROFILE_RUNS" "$SPY_RUNS" <<'EOF'
+import collections, glob, os, re, statistics, sys
+d, runs, spy_runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+med = statistics.median
+
+# 1. Wall-clock phases from the audit-hook markers.
+phases, order, totals = collections.defaultdict(list), [], []
+for path in sorted(glob.glob(f"{d}/phases.*[0-9]")):
+    marks = sorted((float(t), label) for t, label in (l.rstrip("\n").split("\t") for l in open(path)))
+    for (t0, _), (t1, label) in zip(marks, marks[1:]):
+        phases[label].append(1000 * (t1 - t0))
+        if label not in order:
+            order.append(label)
+    totals.append(1000 * (marks[-1][0] - marks[0][0]))
+if totals:
+    print(f"profile   one `pybox run ... true`, wall clock by phase (audit-hook markers, no profiler;"
+          f" median of {len(totals)}; a phase ends where the next begins):")
+    for label in order:
+        print(f"  {med(phases[label]):6.0f} ms  {label}")
+    print(f"  {med(totals):6.0f} ms  total")
+
+# 2. -X importtime of the same command: self time summed by top-level package.
+per_run_pkg, per_run_mod, per_run_total = [], [], []
+for path in sorted(glob.glob(f"{d}/importtime.*")):
+    pkg, mod = collections.Counter(), collections.Counter()
+    for line in open(path):
+        if not line.startswith("import time:") or "imported package" in line:
+            continue
+        own, _, name = line[len("import time:"):].split("|")
+        name = name.strip()
+        pkg[name.split(".")[0]] += int(own)
+        mod[name] += int(own)
+    per_run_pkg.append(pkg); per_run_mod.append(mod); per_run_total.append(sum(pkg.values()))
+if per_run_pkg:
+    def medians(runs_):
+        keys = set().union(*runs_)
+        return {k: med([r.get(k, 0) for r in runs_]) for k in keys}
+    pkg, mod = medians(per_run_pkg), medians(per_run_mod)
+    print(f"\nimports   -X importtime of the same command: {med(per_run_total) / 1000:.0f} ms in"
+          f" {len(mod)} imports (self times, median of {len(per_run_pkg)}); by top-level package:")
+    print("  " + ", ".join(f"{k} {v / 1000:.0f}" for k, v in sorted(pkg.items(), key=lambda kv: -kv[1])[:12])
+          + " ms")
+    print("  slowest modules (self ms): " + ", ".join(
+        f"{k} {v / 1000:.1f}" for k, v in sorted(mod.items(), key=lambda kv: -kv[1])[:10]))
+
+# 3. py-spy samples by phase, first matching rule; the names are pybox's and
+# typer's functions as of this writing ("other" grows when they change).
+RULES = [
+    ("_child@runtime/process.py", "forked child and PID 1 (seccomp load, mounts) up to exec"),
+    ("ContainerRecord.remove@", "--rm: remove the container's directory"),
+    ("plan_security@", "plan_security (import seccomp, build the filter)"),
+    ("V1Cgroup.create@|V2Cgroup.create@|open_cgroup@", "cgroup create"),
+    ("kill_all@|destroy@cgroups", "cgroup kill_all and destroy"),
+    ("run_container@runtime/process.py", "run_container in the parent (fork, wait)"),
+    ("run_image@runtime/run.py", "run_image, the rest (record, spec JSON, overlay plan, lock)"),
+    ("ensure_image@", "ensure_image (find the image in the store)"),
+    ("<module>@registry/ensure.py", "import pybox.registry.ensure, pybox.store"),
+    ("<module>@runtime/run.py", "import pybox.runtime.run (cgroups, spec, runconfig, ...)"),
+    ("run@cli/containers.py", "run(), the rest (RunOptions, Store.open)"),
+    ("<module>@typer/_adapters.py", "typer option parsing: import pydantic"),
+    ("build_runtime_param@", "typer option parsing: pydantic TypeAdapters"),
+    ("Typer.__call__@", "typer/click: build the command, parse, dispatch"),
+    ("_register@cli/app.py", "import the CLI command modules"),
+    ("<module>@cli/app.py", "import pybox.cli.app (typer, logging, dataclasses, ...)"),
+    ("@<frozen site>", "interpreter start: site (the editable install's finder)"),
+]
+RULES = [(re.compile("|".join(map(re.escape, pat.split("|")))), label) for pat, label in RULES]
+frame = re.compile(r"^(.*) \((.*):\d+\)$")
+count = collections.Counter()
+files = sorted(p for p in glob.glob(f"{d}/spy.*[0-9]") if os.path.getsize(p))
+for path in files:
+    for line in open(path):
+        stack, n = line.rstrip("\n").rsplit(" ", 1)
+        frames = []
+        for f in stack.split(";")[1:]:
+            m = frame.match(f)
+            frames.append(f"{m.group(1)}@{'/'.join(m.group(2).split('/')[-2:])}" if m else f)
+        stack = ";".join(frames)
+        count[next((label for rule, label in RULES if rule.search(stack)),
+                   "no Python frame (interpreter start and finalization), other")] += int(n)
+total = sum(count.values())
+if total:
+    print(f"\npy-spy    record --subprocesses -r 500, {len(files)} runs, {total / len(files):.0f} samples"
+          " a run; py-spy stops the process at each sample, which stretches syscall-heavy"
+          " parts: read shares, and ms from the phases above")
+    for label, n in count.most_common():
+        print(f"  {100 * n / total:5.1f} %  {label}")
+elif spy_runs:
+    print("\npy-spy    no samples (is .venv/bin/py-spy installed?)")
+EOF
+fi
 echo
 echo "checks    nothing mounted under $W; no new dir under /sys/fs/cgroup/*/pybox/;" \
     "no runc container or cgroup left"

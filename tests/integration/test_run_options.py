@@ -22,6 +22,20 @@ def _container_cgroups() -> list[str]:
             if p.is_dir()]
 
 
+def _no_new_cgroups(before: set[str], timeout: float = 10.0) -> None:
+    """No container cgroup left that was not there before the test.
+
+    Another pybox on the same machine may be running a container right now:
+    its cgroup goes away when it ends, a leaked one stays (bounded wait).
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (new := set(_container_cgroups()) - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not new, f"cgroups left behind: {sorted(new)}"
+
+
 @pytest.fixture(scope="module")
 def image_store(registry, tmp_path_factory) -> Iterator[tuple[Path, str]]:
     require_root()
@@ -42,7 +56,8 @@ def box(image_store, pybox) -> Iterator:
         return pybox("run", "--rm", *args[:split], ref, *args[split + 1 :], root=root, check=check, **kw)
 
     yield run
-    assert mounts_under(root) == [] and set(_container_cgroups()) <= cgroups_before
+    assert mounts_under(root) == []
+    _no_new_cgroups(cgroups_before)
     assert os.listdir(root / "containers") == []
 
 
@@ -133,3 +148,28 @@ def test_labels_and_stop_signal_are_recorded(image_store, pybox) -> None:
     import shutil
 
     shutil.rmtree(root / "containers" / cid)
+
+
+def test_seccomp_default_custom_and_unconfined(box, tmp_path: Path) -> None:
+    default = box("-u", "0", "--", "sh", "-c",
+                  "grep '^Seccomp:' /proc/self/status; unshare -u true 2>&1; mkdir /tmp-dir && echo mkdir-ok")
+    assert "Seccomp:\t2" in default.stdout and "Operation not permitted" in default.stdout
+    assert "mkdir-ok" in default.stdout
+    profile = tmp_path / "deny-mkdir.json"
+    profile.write_text(json.dumps({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+    }))
+    custom = box("-u", "0", "--security-opt", f"seccomp={profile}", "--", "sh", "-c",
+                 "mkdir /x 2>&1; echo still-running", check=False)
+    assert "Operation not permitted" in custom.stdout and "still-running" in custom.stdout
+    for options in (("--security-opt", "seccomp=unconfined"), ("--privileged",)):
+        out = box("-u", "0", *options, "--", "grep", "^Seccomp:", "/proc/self/status").stdout
+        assert out.split() == ["Seccomp:", "0"]
+
+
+def test_bad_seccomp_profile_is_one_line(box, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"defaultAction": "SCMP_ACT_SOMETIMES"}')
+    proc = box("--security-opt", f"seccomp={bad}", "--", "true", check=False)
+    assert proc.returncode == 125 and proc.stderr.count("\n") == 1 and str(bad) in proc.stderr
