@@ -175,8 +175,15 @@ done
 
 # --- what `import pybox.cli.app` costs (untimed, after the rounds) ----------
 
-for ((k = 1; k <= IMPORT_RUNS; k++)); do
-    (cd "$W" && "${NOPYC[@]}" "$VENV_PY" -X importtime -c 'import pybox.cli.app' 2> "$W/importtime.$k")
+# The typer app; and pybox.cli.run, `pybox run`'s own parser, when the tree
+# has it (then `run` does not import the typer app at all).
+IMPORT_TARGETS=(pybox.cli.app)
+[ ! -f "$REPO/pybox/cli/run.py" ] || IMPORT_TARGETS+=(pybox.cli.run)
+for target in "${IMPORT_TARGETS[@]}"; do
+    for ((k = 1; k <= IMPORT_RUNS; k++)); do
+        (cd "$W" && "${NOPYC[@]}" "$VENV_PY" -X importtime -c "import $target" \
+            2> "$W/importtime.$target.$k")
+    done
 done
 
 # --- BENCH_PROFILE=1: where a `pybox run` spends its time (untimed) ----------
@@ -194,37 +201,43 @@ if [ -n "${BENCH_PROFILE:-}" ]; then
     # markers name pybox modules: one that is renamed merges two phases.
     cat > "$W/profile/phases.py" <<'EOF'
 import os, sys, time
-MARKS = {"typer": "import pybox.cli.app up to typer (logging, dataclasses, pathlib, ...)",
-         "typer._adapters": "import typer, build the command, parse up to the first option",
-         "pybox.registry.ensure": "parse the options (typer imports pydantic, a TypeAdapter each)",
-         "pybox.runtime.run": "run(): import pybox.registry.ensure and pybox.store",
-         "pybox.runtime.seccomp": "import pybox.runtime.run; open store, ensure_image, plan_process"}
+MARKS = {  # module whose import starts a phase -> what the phase does (as of this writing)
+    "typer": "import typer, build the typer command",
+    "typer._adapters": "typer parses the options (imports pydantic, a TypeAdapter each)",
+    "argparse": "run's own parser: import pybox.cli.run, common (logging, dataclasses), parse",
+    "pybox.registry.ensure": "import pybox.registry.ensure, pybox.store",
+    "pybox.runtime.run": "import pybox.runtime.run (cgroups, spec, runconfig); Store.open,"
+                         " ensure_image, plan_process",
+    "pybox.runtime.seccomp": "plan_security (import seccomp, build the filter), record,"
+                             " overlay plan, cgroup create"}
 seen = {}
 fd = os.open(os.environ["PHASES_OUT"], os.O_WRONLY | os.O_APPEND)
-def note(label):
-    os.write(fd, f"{time.time():.6f}\t{label}\n".encode())
+def note(marker, label):
+    os.write(fd, f"{time.time():.6f}\t[{marker}] {label}\n".encode())
 def hook(event, args):
     if event == "import" and args[0] in MARKS and args[0] not in seen:
-        seen[args[0]] = note(MARKS[args[0]])
+        seen[args[0]] = note("import " + args[0], MARKS[args[0]])
     elif event == "os.fork" and "fork" not in seen:
-        seen["fork"] = note("plan_security (seccomp), record, overlay plan, cgroup create")
+        seen["fork"] = note("fork", "child: join the cgroups, unshare, fork PID 1;"
+                            " PID 1: mounts, pivot_root, seccomp load, capabilities")
     elif event == "os.exec" and "exec" not in seen:
-        seen["exec"] = note("fork: cgroup join, unshare, PID 1 mounts, pivot_root, seccomp, caps")
-note("interpreter start, site (the editable install's finder)")
+        seen["exec"] = note("exec", "the container runs `true`; pybox waits, removes cgroup and record")
+note("python", "import pybox.cli and what it imports first")
 sys.addaudithook(hook)
 sys.argv[0] = "pybox"
 from pybox.cli import main
 try:
     main()
 finally:
-    note("container runs `true` and exits; pybox waits, removes cgroup and record")
+    note("main returned", "interpreter exit (finalization)")
 EOF
     for ((k = 1; k <= PROFILE_RUNS; k++)); do
         out=$W/profile/phases.$k
-        date +%s.%N | awk '{ printf "%s\tstart\n", $1 }' > "$out"
+        date +%s.%N | awk '{ printf "%s\t[shell] interpreter start, site (the editable finder)\n", $1 }' \
+            > "$out"
         (cd "$W" && PHASES_OUT=$out "${NOPYC[@]}" "$VENV_PY" "$W/profile/phases.py" "${PYBOX_ARGS[@]}") ||
             bench_log "profiled run $k failed"
-        date +%s.%N | awk '{ printf "%s\tinterpreter exit (finalization)\n", $1 }' >> "$out"
+        date +%s.%N | awk '{ printf "%s\t[end]\n", $1 }' >> "$out"
         (cd "$W" && "${NOPYC[@]}" "$VENV_PY" -X importtime -m pybox "${PYBOX_ARGS[@]}" \
             2> "$W/profile/importtime.$k") || bench_log "importtime run $k failed"
     done
@@ -277,39 +290,41 @@ BENCH_DIGITS=3 bench_summary "$REFERENCE" python python3 | sed 1d |
     awk -v venv="$VENV_PY" -v sys="$BENCH_PY" '{
         printf "reference %s -c pass: median %s s (min %s, max %s), RSS %s MB\n",
             ($1 == "python" ? venv : sys " (no venv)"), $3, $4, $5, $6 }'
-"$BENCH_PY" -I - "$IMPORT_RUNS" "$W"/importtime.* <<'EOF'
+"$BENCH_PY" -I - "$W" "$IMPORT_RUNS" "${IMPORT_TARGETS[@]}" <<'EOF'
 import collections, statistics, sys
-runs, paths = int(sys.argv[1]), sys.argv[2:]
-TARGET = "pybox.cli.app"
-startup, inside = [], collections.defaultdict(list)   # per run; module -> [(cumulative, self)]
-for path in paths:
-    pending, start = [], 0
-    for line in open(path):
-        if not line.startswith("import time:") or "imported package" in line:
-            continue
-        own, cum, name = line[len("import time:"):].split("|")
-        entry = (name.strip(), int(cum), int(own))
-        pending.append(entry)
-        if name[1:2] != " ":                      # depth 0: a subtree is complete (post-order)
-            if entry[0] == TARGET:
-                for module, c, o in pending:
-                    inside[module].append((c, o))
-            else:
-                start += entry[1]
-            pending = []
-    startup.append(start)
-med = {m: statistics.median(c for c, _ in v) for m, v in inside.items()}
-own = {m: statistics.median(o for _, o in v) for m, v in inside.items()}
-print(f"startup   {statistics.median(startup) / 1000:.0f} ms of imports before any pybox code"
-      f" (site, with the editable install's finder), median of {runs}")
-print(f"imports   import {TARGET}: {med.get(TARGET, 0) / 1000:.0f} ms, {len(med) - 1} more modules"
-      f" (median of {runs} runs); top 10 cumulative:")
-rows = [("module", "cumul ms", "self ms")]
-for name in sorted(med, key=med.get, reverse=True)[:10]:
-    rows.append((name, f"{med[name] / 1000:.1f}", f"{own[name] / 1000:.1f}"))
-w = [max(len(r[i]) for r in rows) for i in range(3)]
-for r in rows:
-    print("  " + r[0].ljust(w[0]) + "  " + r[1].rjust(w[1]) + "  " + r[2].rjust(w[2]))
+w, runs, targets = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+for n, target in enumerate(targets):
+    startup, inside = [], collections.defaultdict(list)   # per run; module -> [(cumulative, self)]
+    for k in range(1, runs + 1):
+        pending, start = [], 0
+        for line in open(f"{w}/importtime.{target}.{k}"):
+            if not line.startswith("import time:") or "imported package" in line:
+                continue
+            own, cum, name = line[len("import time:"):].split("|")
+            entry = (name.strip(), int(cum), int(own))
+            pending.append(entry)
+            if name[1:2] != " ":                      # depth 0: a subtree is complete (post-order)
+                if entry[0] == target:
+                    for module, c, o in pending:
+                        inside[module].append((c, o))
+                else:
+                    start += entry[1]
+                pending = []
+        startup.append(start)
+    med = {m: statistics.median(c for c, _ in v) for m, v in inside.items()}
+    own = {m: statistics.median(o for _, o in v) for m, v in inside.items()}
+    if n == 0:
+        print(f"startup   {statistics.median(startup) / 1000:.0f} ms of imports before any pybox code"
+              f" (site, with the editable install's finder), median of {runs}")
+    top = 10 if n == 0 else 5
+    print(f"imports   import {target}: {med.get(target, 0) / 1000:.0f} ms, {len(med) - 1} more modules"
+          f" (median of {runs} runs); top {top} cumulative:")
+    rows = [("module", "cumul ms", "self ms")]
+    for name in sorted(med, key=med.get, reverse=True)[:top]:
+        rows.append((name, f"{med[name] / 1000:.1f}", f"{own[name] / 1000:.1f}"))
+    w_ = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print("  " + r[0].ljust(w_[0]) + "  " + r[1].rjust(w_[1]) + "  " + r[2].rjust(w_[2]))
 EOF
 if [ -n "${BENCH_PROFILE:-}" ]; then
     echo
@@ -322,14 +337,14 @@ med = statistics.median
 phases, order, totals = collections.defaultdict(list), [], []
 for path in sorted(glob.glob(f"{d}/phases.*[0-9]")):
     marks = sorted((float(t), label) for t, label in (l.rstrip("\n").split("\t") for l in open(path)))
-    for (t0, _), (t1, label) in zip(marks, marks[1:]):
+    for (t0, label), (t1, _) in zip(marks, marks[1:]):
         phases[label].append(1000 * (t1 - t0))
         if label not in order:
             order.append(label)
     totals.append(1000 * (marks[-1][0] - marks[0][0]))
 if totals:
     print(f"profile   one `pybox run ... true`, wall clock by phase (audit-hook markers, no profiler;"
-          f" median of {len(totals)}; a phase ends where the next begins):")
+          f" median of {len(totals)}; [where a phase starts] what runs until the next one):")
     for label in order:
         print(f"  {med(phases[label]):6.0f} ms  {label}")
     print(f"  {med(totals):6.0f} ms  total")
@@ -371,7 +386,9 @@ RULES = [
     ("ensure_image@", "ensure_image (find the image in the store)"),
     ("<module>@registry/ensure.py", "import pybox.registry.ensure, pybox.store"),
     ("<module>@runtime/run.py", "import pybox.runtime.run (cgroups, spec, runconfig, ...)"),
-    ("run@cli/containers.py", "run(), the rest (RunOptions, Store.open)"),
+    ("run@cli/containers.py|run_command@cli/run.py", "run command, the rest (RunOptions, Store.open)"),
+    ("<module>@cli/run.py|<module>@cli/common.py", "import pybox.cli.run (argparse, logging, ...)"),
+    ("run_main@cli/run.py", "run's own parser: build it, parse, configure"),
     ("<module>@typer/_adapters.py", "typer option parsing: import pydantic"),
     ("build_runtime_param@", "typer option parsing: pydantic TypeAdapters"),
     ("Typer.__call__@", "typer/click: build the command, parse, dispatch"),

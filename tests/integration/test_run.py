@@ -290,7 +290,7 @@ def test_names_are_unique(box, run_store) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (("-v", "-bad-name:/x"), "invalid volume name"),
+        (("-v", "b@d:/x"), "invalid volume name"),
         (("-v", "/a:/b:rx"), "options are ro, rw and nocopy"),
         (("--memory", "lots"), "invalid value 'lots' for --memory"),
         (("--cap-add", "CAP_FLY"), "unknown capability"),
