@@ -8,9 +8,8 @@ document that reaches these classes is well-formed; anything beyond the shape
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform as _host
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +84,8 @@ _SHA256_RE = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def sha256_digest(data: bytes) -> str:
+    import hashlib
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -151,7 +152,7 @@ class Platform:
 
     @classmethod
     def host(cls) -> "Platform":
-        machine = _host.machine().lower()
+        machine = os.uname().machine.lower()
         arch = _ARCH_ALIASES.get(machine, machine)
         variant = {"armv7l": "v7", "armv6l": "v6"}.get(machine, "")
         return cls(os="linux", architecture=arch, variant=_normalize_variant(arch, variant))

@@ -22,9 +22,7 @@ from pathlib import Path
 from pybox.errors import DigestMismatch, StoreError
 from pybox.image import digest_hex
 from pybox.store.batch import Batch
-from pybox.store.decompress import open_decompressed
 from pybox.store.fs import make_temp_name, remove_tree, sha256_names
-from pybox.store.unpack import unpack
 from pybox.store.verify import HashingReader, Readable
 
 __all__ = ["LayerStore", "StagedLayer"]
@@ -67,6 +65,10 @@ class LayerStore:
         Reads ``compressed`` to its end (the caller's verifier sees every
         byte). On any failure the partial directory is removed.
         """
+        # Imported here: zstandard and tarfile are for pulls, not for `pybox run`'s start.
+        from pybox.store.decompress import open_decompressed
+        from pybox.store.unpack import unpack
+
         hex_ = digest_hex(diff_id)
         tmp = make_temp_name(self.tmp_dir, "layer-" + hex_)
         (tmp / "diff").mkdir(parents=True)

@@ -8,7 +8,6 @@ when the stream is too long, or, at its end, too short or of another digest
 
 from __future__ import annotations
 
-import hashlib
 from typing import BinaryIO, Protocol
 
 from pybox.errors import DigestMismatch
@@ -24,6 +23,8 @@ class HashingReader:
     """Passes bytes through while hashing and counting them (for diff_ids)."""
 
     def __init__(self, source: Readable) -> None:
+        import hashlib  # not at module level: `pybox run` imports this module but hashes nothing
+
         self._source = source
         self._hash = hashlib.sha256()
         self.count = 0
@@ -51,6 +52,8 @@ class DigestVerifier:
     def __init__(self, digest: str, size: int | None, what: str) -> None:
         if not digest.startswith("sha256:"):
             raise DigestMismatch(f"{what}: unsupported digest algorithm in {digest!r}")
+        import hashlib
+
         self._hash = hashlib.sha256()
         self._expected = digest
         self._size = size
