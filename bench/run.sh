@@ -29,7 +29,7 @@ export BENCH_PY
 
 W=$BENCH_WORK
 RESULTS=$W/results.tsv       # the three tools, timed round-robin
-REFERENCE=$W/reference.tsv   # the venv's bare `python -c pass`, once per round
+REFERENCE=$W/reference.tsv   # bare `python -c pass`, the venv's and Debian's, once per round
 WARMUP=$W/warmup.tsv         # one untimed run of each tool before the rounds
 : > "$RESULTS"; : > "$REFERENCE"; : > "$WARMUP"
 
@@ -52,7 +52,9 @@ pybox_cgroups > "$W/cgroups.before"
 
 bench_log "compiling bytecode (untimed)"
 SRC=()
-for dir in pybox registry runtime builder; do [ -d "$REPO/$dir" ] && SRC+=("$REPO/$dir"); done
+for dir in pybox registry runtime builder; do
+    if [ -d "$REPO/$dir" ]; then SRC+=("$REPO/$dir"); fi
+done
 SITE=$("${NOPYC[@]}" "$VENV_PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 "${NOPYC[@]}" "$VENV_PY" -m compileall -q "${SRC[@]}" "$SITE" >/dev/null ||
     bench_log "compileall reported errors (a file being edited?); its modules compile at each start"
@@ -213,7 +215,10 @@ MARKS = {  # module whose import starts a phase -> what the phase does (as of th
 seen = {}
 fd = os.open(os.environ["PHASES_OUT"], os.O_WRONLY | os.O_APPEND)
 def note(marker, label):
-    os.write(fd, f"{time.time():.6f}\t[{marker}] {label}\n".encode())
+    try:  # never into pybox's way (a closed fd in PID 1, say)
+        os.write(fd, f"{time.time():.6f}\t[{marker}] {label}\n".encode())
+    except OSError:
+        pass
 def hook(event, args):
     if event == "import" and args[0] in MARKS and args[0] not in seen:
         seen[args[0]] = note("import " + args[0], MARKS[args[0]])
