@@ -15,17 +15,6 @@ __all__ = ["ensure_image"]
 _POLICIES = ("missing", "always", "never")
 
 
-class _Silent:
-    def start(self, key: str, total: int | None) -> None:
-        pass
-
-    def advance(self, key: str, n: int) -> None:
-        pass
-
-    def finish(self, key: str, status: str) -> None:
-        pass
-
-
 def ensure_image(store: Store, text: str, *, policy: str = "missing", platform: str | None = None) -> Image:
     if policy not in _POLICIES:
         raise UsageError(f"invalid --pull {policy!r}: expected missing, always or never")
@@ -36,8 +25,9 @@ def ensure_image(store: Store, text: str, *, policy: str = "missing", platform: 
             if policy == "never":
                 raise ImageNotFound(f"image {text!r} is not in the store and --pull never forbids pulling it") from None
     from pybox.image import Platform
+    from pybox.registry.progress import SilentProgress
     from pybox.registry.pull import PullOptions, pull
 
     options = PullOptions(platform=Platform.parse(platform) if platform else None)
-    result = pull(store, text, options, _Silent())
+    result = pull(store, text, options, SilentProgress())
     return store.images.resolve(result.image_id)

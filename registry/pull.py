@@ -15,7 +15,6 @@ import logging
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
 
 from pybox import reference
 from pybox.errors import ContentError, InvalidDocument, PlatformMismatch
@@ -32,6 +31,7 @@ from pybox.image import (
 )
 from pybox.registry.client import CHUNK, BlobStream, RegistryClient
 from pybox.registry.credentials import Credentials, lookup
+from pybox.registry.progress import Progress
 from pybox.store import Store
 from pybox.store.batch import Batch
 from pybox.store.blobs import BlobWriter
@@ -39,7 +39,7 @@ from pybox.store.fs import remove_tree
 from pybox.store.layers import StagedLayer
 from pybox.store.layout import INDEX_DIGEST, PULLED_DIGEST, Entry
 
-__all__ = ["PullOptions", "PullResult", "Progress", "pull"]
+__all__ = ["PullOptions", "PullResult", "pull"]
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,6 @@ class PullResult:
     pulled_digest: str
     manifest_digest: str
     new_layers: int
-
-
-class Progress(Protocol):
-    """How a pull reports per-layer progress; the CLI draws it."""
-
-    def start(self, key: str, total: int | None) -> None: ...
-    def advance(self, key: str, n: int) -> None: ...
-    def finish(self, key: str, status: str) -> None: ...
 
 
 class _Cancelled(Exception):

@@ -9,17 +9,6 @@ from typing import Any
 __all__ = ["make_progress"]
 
 
-class _Quiet:
-    def start(self, key: str, total: int | None) -> None:
-        pass
-
-    def advance(self, key: str, n: int) -> None:
-        pass
-
-    def finish(self, key: str, status: str) -> None:
-        pass
-
-
 class _Lines:
     """One line when a layer starts and one when it ends: readable in CI logs."""
 
@@ -73,7 +62,9 @@ class _Bars:
 
 def make_progress(quiet: bool) -> Any:
     if quiet:
-        return _Quiet()
+        from pybox.registry.progress import SilentProgress
+
+        return SilentProgress()
     if sys.stdout.isatty():
         return _Bars()
     return _Lines()

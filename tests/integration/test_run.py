@@ -18,34 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from support.containers import boxed, container_cgroups, pull_into
 from support.mounts import mounts_under
 from support.skip import require_root
-
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
-def _container_cgroups() -> list[str]:
-    found = []
-    for hierarchy in CGROUP_ROOT.iterdir():
-        parent = hierarchy / "pybox"
-        if parent.is_dir():
-            found += [str(p) for p in parent.iterdir() if p.is_dir()]
-    return found
-
-
-def _no_new_cgroups(before: set[str], timeout: float = 10.0) -> None:
-    """No container cgroup left that was not there before the test.
-
-    Another pybox on the same machine may be running a container right now:
-    its cgroup goes away when it ends, a leaked one stays (bounded wait).
-    """
-    import time
-
-    deadline = time.monotonic() + timeout
-    while (new := set(_container_cgroups()) - before) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not new, f"cgroups left behind: {sorted(new)}"
-
 
 @pytest.fixture(scope="module")
 def run_store(registry, tmp_path_factory) -> Iterator[tuple[Path, str]]:
@@ -53,28 +28,16 @@ def run_store(registry, tmp_path_factory) -> Iterator[tuple[Path, str]]:
     require_root()
     root = tmp_path_factory.mktemp("run") / "store"
     ref = registry.images["gzip"].ref
-    subprocess.run([sys.executable, "-I", "-m", "pybox", "--root", str(root), "pull", "-q", ref],
-                   check=True, capture_output=True, timeout=300)
+    pull_into(root, ref)
     yield root, ref
 
 
 @pytest.fixture
 def box(run_store, pybox) -> Iterator:
-    """`box(*run_args, check=...)` runs `pybox run --rm IMAGE ...args`; cleanup is asserted after the test."""
+    """`box("-u", "0", "--", "id")` runs `pybox run --rm IMAGE id`; cleanup is asserted after the test."""
     root, ref = run_store
-    before = set(os.listdir(root / "containers"))
-    cgroups_before = set(_container_cgroups())
-
-    def run(*args: str, rm: bool = True, check: bool = True, **kw):
-        """Options, then "--", then the command: `box("-u", "0", "--", "id")`."""
-        split = args.index("--") if "--" in args else len(args)
-        options, command = args[:split], args[split + 1 :]
-        return pybox("run", *(["--rm"] if rm else []), *options, ref, *command, root=root, check=check, **kw)
-
-    yield run
-    assert mounts_under(root) == []
-    _no_new_cgroups(cgroups_before)
-    assert set(os.listdir(root / "containers")) == before
+    with boxed(pybox, root, ref) as run:
+        yield run
 
 
 def _sh(box, script: str, *options: str, check: bool = True):
@@ -268,7 +231,7 @@ def test_sigterm_to_pybox_reaches_the_container(run_store) -> None:
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 143 and "got-term" in out
-    assert _container_cgroups() == [] and mounts_under(root) == []
+    assert container_cgroups() == [] and mounts_under(root) == []
 
 
 def test_sigpipe_is_reset_so_yes_head_ends(box) -> None:
@@ -307,7 +270,7 @@ def test_pull_never_and_missing(registry, pybox, store_root: Path) -> None:
     proc = pybox("run", "--rm", "--pull", "never", ref, "true", check=False)
     assert proc.returncode == 125 and "--pull never" in proc.stderr
     assert pybox("run", "--rm", ref, "echo", "pulled").stdout.strip() == "pulled"
-    assert mounts_under(store_root) == [] and _container_cgroups() == []
+    assert mounts_under(store_root) == [] and container_cgroups() == []
 
 
 def test_cpu_and_memory_limits_are_what_the_container_sees(box) -> None:
@@ -421,7 +384,7 @@ def test_init_reaps_orphans_and_forwards_sigterm(box, run_store) -> None:
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 143
-    assert _container_cgroups() == [] and mounts_under(root) == []
+    assert container_cgroups() == [] and mounts_under(root) == []
 
 
 def test_init_without_tini_is_a_clear_error(box, monkeypatch: pytest.MonkeyPatch) -> None:

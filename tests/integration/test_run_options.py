@@ -4,61 +4,28 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support.mounts import mounts_under
+from support.containers import boxed, pull_into
 from support.skip import require_root
-
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
-def _container_cgroups() -> list[str]:
-    return [str(p) for h in CGROUP_ROOT.iterdir() if (h / "pybox").is_dir() for p in (h / "pybox").iterdir()
-            if p.is_dir()]
-
-
-def _no_new_cgroups(before: set[str], timeout: float = 10.0) -> None:
-    """No container cgroup left that was not there before the test.
-
-    Another pybox on the same machine may be running a container right now:
-    its cgroup goes away when it ends, a leaked one stays (bounded wait).
-    """
-    import time
-
-    deadline = time.monotonic() + timeout
-    while (new := set(_container_cgroups()) - before) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not new, f"cgroups left behind: {sorted(new)}"
-
 
 @pytest.fixture(scope="module")
 def image_store(registry, tmp_path_factory) -> Iterator[tuple[Path, str]]:
     require_root()
     root = tmp_path_factory.mktemp("opts") / "store"
     ref = registry.images["gzip"].ref
-    subprocess.run([sys.executable, "-I", "-m", "pybox", "--root", str(root), "pull", "-q", ref],
-                   check=True, capture_output=True, timeout=300)
+    pull_into(root, ref)
     yield root, ref
 
 
 @pytest.fixture
 def box(image_store, pybox) -> Iterator:
     root, ref = image_store
-    cgroups_before = set(_container_cgroups())
-
-    def run(*args: str, check: bool = True, **kw):
-        split = args.index("--") if "--" in args else len(args)
-        return pybox("run", "--rm", *args[:split], ref, *args[split + 1 :], root=root, check=check, **kw)
-
-    yield run
-    assert mounts_under(root) == []
-    _no_new_cgroups(cgroups_before)
-    assert os.listdir(root / "containers") == []
+    with boxed(pybox, root, ref) as run:
+        yield run
 
 
 def test_named_volume_outlives_its_container_and_is_shared(box, image_store, pybox) -> None:
