@@ -123,6 +123,10 @@ def _fs(value: str | os.PathLike[str] | None) -> bytes | None:
     return None if value is None else os.fsencode(value)
 
 
+# rt_sigaction's number (arch/x86/entry/syscalls, asm-generic/unistd.h).
+_RT_SIGACTION = {"x86_64": 13, "aarch64": 134}
+
+
 class Linux:
     """Real syscalls. Methods raise ``OSError`` with the errno and the path involved."""
 
@@ -148,6 +152,8 @@ class Linux:
         # fixed ones on the Linux ABIs, so a fixed prototype is safe here
         # (unlike seccomp_rule_add, whose varargs are structs).
         self._prctl = fn("prctl", c_int, c_ulong, c_ulong, c_ulong, c_ulong)
+        self._syscall = libc.syscall
+        self._syscall.restype = ctypes.c_long
         self._capget = fn("capget", ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData))
         self._capset = fn("capset", ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData))
 
@@ -215,6 +221,20 @@ class Linux:
             fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, _IFREQ_FLAGS.pack(name.encode(), flags | _IFF_UP))
 
     # --- process ------------------------------------------------------------
+
+    def default_reserved_signal(self, sig: int) -> None:
+        """rt_sigaction(2) straight to the kernel: SIG_DFL for a signal glibc reserves (32, 33).
+
+        glibc's sigaction() refuses those numbers, yet a process can inherit
+        them ignored, and exec keeps ignored signals. An all-zero
+        struct kernel_sigaction is SIG_DFL with no flags on every architecture.
+        """
+        number = _RT_SIGACTION.get(os.uname().machine)
+        if number is None:
+            return
+        action = (ctypes.c_ulong * 8)()
+        self._check(self._syscall(ctypes.c_long(number), ctypes.c_long(sig), action, None, ctypes.c_long(8)),
+                    "rt_sigaction", None)
 
     def set_child_subreaper(self) -> None:
         """prctl(2) PR_SET_CHILD_SUBREAPER: orphaned descendants are reparented to this process."""

@@ -135,7 +135,7 @@ def _init(linux: Linux, spec: ContainerSpec, merged: Path, release_r: int, error
             resource.setrlimit(limit.resource, (limit.soft, limit.hard))
         drop_privileges(linux, spec.security, spec.process.user, load_seccomp=load_seccomp)
         os.chdir(spec.process.cwd)
-        reset_signals()
+        reset_signals(linux)
         env = dict(e.split("=", 1) for e in spec.process.env)
         os.execvpe(spec.process.args[0], list(spec.process.args), env)
     except OSError as e:

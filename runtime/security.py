@@ -59,7 +59,7 @@ def drop_privileges(linux: Linux, security: Security, user: UserSpec,
             load_seccomp()
 
 
-def reset_signals() -> None:
+def reset_signals(linux: Linux) -> None:
     """Every signal disposition to SIG_DFL and an empty signal mask, as a freshly exec'd process expects.
 
     execve(2) resets caught signals but keeps ignored ones and the mask
@@ -69,4 +69,7 @@ def reset_signals() -> None:
     for sig in signal.valid_signals():
         if sig not in (signal.SIGKILL, signal.SIGSTOP):
             signal.signal(sig, signal.SIG_DFL)
+    # Python's signal module does not offer glibc's reserved real-time signals.
+    for sig in range(32, signal.SIGRTMIN):
+        linux.default_reserved_signal(sig)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])

@@ -244,7 +244,7 @@ def test_reset_signals_clears_pythons_ignored_signals_and_the_mask() -> None:
     def body() -> dict[str, Any]:
         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
         before = _status("SigIgn", "SigBlk")
-        reset_signals()
+        reset_signals(Linux())
         # SigCgt is left out: exec resets caught signals by itself, and glibc
         # keeps its own handler for an internal real-time signal once the
         # process (here pytest) has had threads.
