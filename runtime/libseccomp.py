@@ -164,6 +164,7 @@ class LibSeccomp:
         self._rule_add_array = fn("seccomp_rule_add_array", c_int, ctx, u32, c_int, c_uint,
                                   ctypes.POINTER(_ScmpArgCmp))
         self._load = fn("seccomp_load", c_int, ctx)
+        self._export_bpf = fn("seccomp_export_bpf", c_int, ctx, c_int)
 
     def init(self, default_action: int) -> FilterContext:
         """A new filter whose action for unmatched syscalls is ``default_action``, for the native arch."""
@@ -218,3 +219,7 @@ class LibSeccomp:
     def load(self, ctx: FilterContext) -> None:
         """Generate the BPF program and install it for the calling thread (seccomp_load(3))."""
         _check(self._load(ctx), "seccomp_load")
+
+    def export_bpf(self, ctx: FilterContext, fd: int) -> None:
+        """Write the generated BPF program (struct sock_filter[]) to ``fd`` (seccomp_export_bpf(3))."""
+        _check(self._export_bpf(ctx, fd), "seccomp_export_bpf")

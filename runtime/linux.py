@@ -123,6 +123,13 @@ def _fs(value: str | os.PathLike[str] | None) -> bytes | None:
     return None if value is None else os.fsencode(value)
 
 
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+
 # rt_sigaction's number (arch/x86/entry/syscalls, asm-generic/unistd.h).
 _RT_SIGACTION = {"x86_64": 13, "aarch64": 134}
 
@@ -221,6 +228,17 @@ class Linux:
             fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, _IFREQ_FLAGS.pack(name.encode(), flags | _IFF_UP))
 
     # --- process ------------------------------------------------------------
+
+    def load_seccomp_program(self, program: bytes) -> None:
+        """prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER): install a BPF program (struct sock_filter[]).
+
+        The kernel wants no_new_privs or CAP_SYS_ADMIN at this point, as for
+        libseccomp's own load (seccomp(2)).
+        """
+        buffer = ctypes.create_string_buffer(program, len(program))
+        fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+        self._check(self._prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0),
+                    "prctl(PR_SET_SECCOMP)")
 
     def default_reserved_signal(self, sig: int) -> None:
         """rt_sigaction(2) straight to the kernel: SIG_DFL for a signal glibc reserves (32, 33).

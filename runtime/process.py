@@ -146,20 +146,34 @@ def _init(linux: Linux, spec: ContainerSpec, merged: Path, release_r: int, error
     os._exit(125)
 
 
-def _seccomp_loader(spec: ContainerSpec) -> Callable[[], None] | None:
+def _seccomp_loader(spec: ContainerSpec, linux: Linux, cache: Path | None) -> Callable[[], None] | None:
+    """The filter's BPF program, made (or found in ``cache``) now, loaded by PID 1 later.
+
+    libseccomp's program generation costs more than the rest of a container's
+    start; the program depends only on the filter, so it is kept by key.
+    """
     if spec.security.seccomp is None:
         return None
-    from pybox.runtime.seccomp import load
-    from pybox.runtime.libseccomp import LibSeccomp
+    from pybox.runtime import seccomp
 
-    try:
-        lib = LibSeccomp()
-    except OSError as e:
-        raise PyboxError(f"cannot load libseccomp ({e}); install Debian's libseccomp2, "
-                         "or run with --security-opt seccomp=unconfined") from e
+    flt = spec.security.seccomp
+    path = cache / f"{seccomp.filter_key(flt)}.bpf" if cache is not None else None
+    program = None
+    if path is not None:
+        try:
+            program = path.read_bytes()
+        except FileNotFoundError:
+            pass
+    if program is None:
+        program = seccomp.compile_bpf(flt)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_bytes(program)
+            os.replace(tmp, path)
 
     def apply() -> None:
-        load(spec.security.seccomp, no_new_privs=spec.security.no_new_privileges, lib=lib)
+        linux.load_seccomp_program(program)
 
     return apply
 
@@ -218,6 +232,7 @@ def run_container(
     join_cgroup: Callable[[int], None],
     on_started: Callable[[int], None] = lambda pid: None,
     linux: Linux | None = None,
+    seccomp_cache: Path | None = None,
 ) -> Exit:
     """Run the container to its end; signals sent to pybox meanwhile go to it."""
     linux = linux or Linux()
@@ -241,7 +256,7 @@ def run_container(
     sys.stderr.flush()
 
     # Everything PID 1 needs must be loaded before pivot_root hides the host's files.
-    load_seccomp = _seccomp_loader(spec)
+    load_seccomp = _seccomp_loader(spec, linux, seccomp_cache)
 
     def init() -> None:
         if master is not None:

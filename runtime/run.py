@@ -131,7 +131,7 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
                 record.write_state(state)
 
             result = run_container(spec, record.merged, join_cgroup=cgroup.add_process, on_started=started,
-                                   linux=linux)
+                                   linux=linux, seccomp_cache=store.root / "cache" / "seccomp")
             exit_code = result.code
             oom = cgroup.oom_killed()
             state.status, state.exit_code, state.oom_killed, state.finished = "exited", exit_code, oom, now()

@@ -46,6 +46,8 @@ __all__ = [
     "host_arch",
     "host_kernel",
     "load",
+    "compile_bpf",
+    "filter_key",
     "parse_docker_profile",
     "read_docker_profile",
     "to_docker_json",
@@ -525,21 +527,15 @@ def _add_rule(lib: S.LibSeccomp, ctx: S.FilterContext, rule: Rule) -> None:
         raise OSError(e.errno, f"rule for {rule.syscall}: {e.strerror}") from e
 
 
-def load(filter: Filter, *, no_new_privs: bool, lib: S.LibSeccomp | None = None) -> None:
-    """Install ``filter`` for the calling thread (and what it execs); raises :class:`PyboxError`.
-
-    Without ``no_new_privs`` the kernel demands CAP_SYS_ADMIN (seccomp(2)),
-    so the caller loads while it still has it; libseccomp's NNP attribute is
-    switched off then, or it would set no_new_privs itself (runc does the same).
-    With ``no_new_privs`` libseccomp sets it if the caller has not.
-    ``lib``: open :class:`~pybox.runtime.libseccomp.LibSeccomp` before
-    ``pivot_root``, as the host's library is gone after it.
-    """
+def _open(lib: S.LibSeccomp | None) -> S.LibSeccomp:
     try:
-        lib = lib or S.LibSeccomp()
-        ctx = lib.init(filter.default_action)
+        return lib or S.LibSeccomp()
     except OSError as e:
         raise PyboxError(f"seccomp: cannot use {S.SONAME} (Debian package libseccomp2): {e}") from e
+
+
+def _context(filter: Filter, *, no_new_privs: bool, lib: S.LibSeccomp) -> S.FilterContext:
+    ctx = lib.init(filter.default_action)
     try:
         # Kernel errors as they are, not libseccomp's catch-all ECANCELED (seccomp_attr_set(3)).
         lib.attr_set(ctx, S.SCMP_FLTATR_API_SYSRAWRC, 1)
@@ -551,8 +547,61 @@ def load(filter: Filter, *, no_new_privs: bool, lib: S.LibSeccomp | None = None)
             _add_arch(lib, ctx, name)
         for rule in filter.rules:
             _add_rule(lib, ctx, rule)
+    except BaseException:
+        lib.release(ctx)
+        raise
+    return ctx
+
+
+def load(filter: Filter, *, no_new_privs: bool, lib: S.LibSeccomp | None = None) -> None:
+    """Install ``filter`` for the calling thread (and what it execs); raises :class:`PyboxError`.
+
+    Without ``no_new_privs`` the kernel demands CAP_SYS_ADMIN (seccomp(2)),
+    so the caller loads while it still has it; libseccomp's NNP attribute is
+    switched off then, or it would set no_new_privs itself (runc does the same).
+    With ``no_new_privs`` libseccomp sets it if the caller has not.
+    ``lib``: open :class:`~pybox.runtime.libseccomp.LibSeccomp` before
+    ``pivot_root``, as the host's library is gone after it.
+    """
+    lib = _open(lib)
+    try:
+        ctx = _context(filter, no_new_privs=no_new_privs, lib=lib)
+    except OSError as e:
+        raise PyboxError(f"seccomp: cannot load the filter: {e}") from e
+    try:
         lib.load(ctx)
     except OSError as e:
         raise PyboxError(f"seccomp: cannot load the filter: {e}") from e
     finally:
         lib.release(ctx)
+
+
+def compile_bpf(filter: Filter, *, lib: S.LibSeccomp | None = None) -> bytes:
+    """The BPF program libseccomp generates for ``filter``, without installing it.
+
+    Generating it is most of a filter's cost (libseccomp's optimiser); the
+    program depends only on the filter, so the runtime caches it and loads it
+    with :func:`pybox.runtime.linux.Linux.load_seccomp_program`.
+    """
+    lib = _open(lib)
+    try:
+        ctx = _context(filter, no_new_privs=True, lib=lib)
+    except OSError as e:
+        raise PyboxError(f"seccomp: cannot generate the filter: {e}") from e
+    fd = os.memfd_create("pybox-seccomp", os.MFD_CLOEXEC)
+    try:
+        lib.export_bpf(ctx, fd)
+        size = os.fstat(fd).st_size
+        return os.pread(fd, size, 0)
+    except OSError as e:
+        raise PyboxError(f"seccomp: cannot generate the filter: {e}") from e
+    finally:
+        os.close(fd)
+        lib.release(ctx)
+
+
+def filter_key(filter: Filter) -> str:
+    """A name for ``filter``'s compiled program: equal filters, equal keys."""
+    import hashlib
+
+    return hashlib.sha256(repr((S.SONAME, filter)).encode()).hexdigest()
