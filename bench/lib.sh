@@ -13,6 +13,7 @@
 # BENCH_BASE). The EXIT trap stops the registry, unmounts whatever a tool left
 # mounted under BENCH_WORK and removes it; Ctrl-C and TERM end up there too.
 
+BENCH_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_BASE=${BENCH_BASE:-/var/tmp/pybox-bench}
 BENCH_WORK=
 BENCH_REGISTRY_PID=
@@ -334,4 +335,26 @@ bench_busybox_image() {
         --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --config.cmd sh
     umoci gc --layout "$layout"
     rm -rf "$bundle"
+}
+
+# bench_podman_config DIR: podman and skopeo read only the files written here
+# (never /etc's registries or storage settings); the registry on loopback is
+# marked insecure (plain HTTP) and podman's default store is under DIR.
+bench_podman_config() {
+    local dir=$1
+    cat > "$dir/registries.conf" <<EOF
+unqualified-search-registries = []
+[[registry]]
+location = "$BENCH_REGISTRY_HOST"
+insecure = true
+EOF
+    cat > "$dir/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$dir/podman-default/root"
+runroot = "$dir/podman-default/run"
+EOF
+    export CONTAINERS_CONF=$BENCH_LIB_DIR/containers.conf
+    export CONTAINERS_REGISTRIES_CONF=$dir/registries.conf
+    export CONTAINERS_STORAGE_CONF=$dir/storage.conf
 }

@@ -302,21 +302,7 @@ timeout 300 "${ISOLATED[@]}" skopeo copy -q --preserve-digests --dest-tls-verify
 
 # podman and skopeo read only these files, never /etc's registries or storage
 # settings, and podman's store, run and tmp dirs are all under $W.
-cat > "$W/registries.conf" <<EOF
-unqualified-search-registries = []
-[[registry]]
-location = "$BENCH_REGISTRY_HOST"
-insecure = true
-EOF
-cat > "$W/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$W/podman-default/root"
-runroot = "$W/podman-default/run"
-EOF
-export CONTAINERS_CONF=$HERE/containers.conf
-export CONTAINERS_REGISTRIES_CONF=$W/registries.conf
-export CONTAINERS_STORAGE_CONF=$W/storage.conf
+bench_podman_config "$W"
 
 RESULTS=$W/results.tsv
 : > "$RESULTS"

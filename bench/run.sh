@@ -73,21 +73,7 @@ bench_isolated "$W/push"
 timeout 120 "${BENCH_ISOLATED[@]}" skopeo copy -q --preserve-digests --dest-tls-verify=false \
     "oci:$W/oci:bb" "docker://$REF"
 
-cat > "$W/registries.conf" <<EOF
-unqualified-search-registries = []
-[[registry]]
-location = "$BENCH_REGISTRY_HOST"
-insecure = true
-EOF
-cat > "$W/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$W/podman-default/root"
-runroot = "$W/podman-default/run"
-EOF
-export CONTAINERS_CONF=$HERE/containers.conf
-export CONTAINERS_REGISTRIES_CONF=$W/registries.conf
-export CONTAINERS_STORAGE_CONF=$W/storage.conf
+bench_podman_config "$W"
 
 # pybox: one store, pulled once, used by every run.
 PYBOX_ROOT_DIR=$W/pybox
