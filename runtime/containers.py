@@ -19,7 +19,16 @@ from pybox.store import Store
 from pybox.store.fs import atomic_write, remove_tree
 from pybox.store.locks import FileLock
 
-__all__ = ["ContainerState", "ContainerRecord", "new_id", "now", "create_record", "find_by_name"]
+__all__ = [
+    "ContainerState",
+    "ContainerRecord",
+    "new_id",
+    "now",
+    "create_record",
+    "find_by_name",
+    "resolve_container",
+    "inspect_container",
+]
 
 Status = Literal["created", "running", "exited"]
 
@@ -110,3 +119,46 @@ def create_record(store: Store, container_id: str, name: str | None, config: dic
         record.write_config({**config, "Id": container_id, "Name": chosen})
     record.write_state(ContainerState())
     return record
+
+
+def resolve_container(store: Store, text: str) -> ContainerRecord:
+    """A container by name, full id or unique id prefix."""
+    from pybox.errors import NotFound
+
+    base = store.root / "containers"
+    by_name = find_by_name(store, text)
+    if by_name:
+        return ContainerRecord(store, by_name)
+    hits = [cid for cid in os.listdir(base) if cid.startswith(text)] if len(text) >= 3 else []
+    if len(hits) == 1:
+        return ContainerRecord(store, hits[0])
+    if len(hits) > 1:
+        raise Conflict(f"container ID prefix {text!r} is ambiguous: it matches {len(hits)} containers")
+    raise NotFound(f"no such container: {text}")
+
+
+def inspect_container(record: ContainerRecord) -> dict[str, Any]:
+    """Docker-shaped ``inspect`` of a container record."""
+    config = record.read_config()
+    state = record.read_state()
+    return {
+        "Id": record.id,
+        "Name": config.get("Name", ""),
+        "Image": config.get("Image", ""),
+        "ImageName": config.get("ImageName", ""),
+        "Args": config.get("Args", []),
+        "Created": state.created,
+        "State": {
+            "Status": state.status,
+            "Running": state.status == "running",
+            "Pid": state.pid,
+            "ExitCode": state.exit_code,
+            "OOMKilled": state.oom_killed,
+            "StartedAt": state.started,
+            "FinishedAt": state.finished,
+            "Error": state.error,
+        },
+        "Config": {"Labels": config.get("Labels", {}), "StopSignal": config.get("StopSignal", "")},
+        "Mounts": config.get("Volumes", []),
+        "Spec": config.get("Spec", {}),
+    }

@@ -100,17 +100,26 @@ def images(
 
 def inspect(
     names: List[str] = typer.Argument(..., metavar="NAME..."),
-    type_: str = typer.Option("image", "--type", help="image or container."),
+    type_: Optional[str] = typer.Option(None, "--type", help="image or container (default: whichever matches)."),
 ) -> None:
-    """Show details of images as JSON."""
+    """Show details of images or containers as JSON."""
+    from pybox.errors import NotFound
+    from pybox.runtime.containers import inspect_container, resolve_container
     from pybox.views import inspect_image
 
-    if type_ == "container":
-        raise UsageError("there are no containers yet: 'pybox run' is not part of this release")
-    if type_ != "image":
+    if type_ not in (None, "image", "container"):
         raise UsageError(f"invalid --type {type_!r}: expected image or container")
     store = state.store()
-    docs = [inspect_image(store, store.images.resolve(n)) for n in names]
+    docs = []
+    for name in names:
+        if type_ != "container":
+            try:
+                docs.append(inspect_image(store, store.images.resolve(name)))
+                continue
+            except NotFound:
+                if type_ == "image":
+                    raise
+        docs.append(inspect_container(resolve_container(store, name)))
     print(json.dumps(docs, indent=4))
 
 

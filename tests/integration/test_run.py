@@ -393,3 +393,16 @@ def test_init_without_tini_is_a_clear_error(box, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(runconfig, "TINI", "/nonexistent/tini-static")
     with pytest.raises(Exception, match="install Debian's tini package"):
         runconfig.init_mounts(runconfig.RunOptions(init=True))
+
+
+def test_inspect_a_container_record(box, run_store, pybox) -> None:
+    root, _ = run_store
+    box("--name", "inspected", "-l", "k=v", "--", "sh", "-c", "exit 5", rm=False, check=False)
+    (doc,) = json.loads(pybox("inspect", "inspected", root=root).stdout)
+    assert doc["Name"] == "inspected" and doc["State"]["ExitCode"] == 5 and doc["State"]["Status"] == "exited"
+    assert doc["Config"]["Labels"]["k"] == "v" and doc["State"]["OOMKilled"] is False
+    (by_type,) = json.loads(pybox("inspect", "--type", "container", doc["Id"][:12], root=root).stdout)
+    assert by_type["Id"] == doc["Id"]
+    import shutil
+
+    shutil.rmtree(root / "containers" / doc["Id"])
