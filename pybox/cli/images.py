@@ -119,7 +119,12 @@ def inspect(
             except NotFound:
                 if type_ == "image":
                     raise
-        docs.append(inspect_container(resolve_container(store, name)))
+        try:
+            docs.append(inspect_container(resolve_container(store, name)))
+        except NotFound:
+            if type_ == "container":
+                raise
+            raise NotFound(f"no such image or container: {name}") from None
     print(json.dumps(docs, indent=4))
 
 

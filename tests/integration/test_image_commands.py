@@ -119,7 +119,8 @@ def test_system_df_counts_images(registry, pybox) -> None:
     ("args", "message"),
     [
         (("pull", "Alpine"), 'invalid reference "Alpine": invalid reference format: repository name (library/Alpine) must be lowercase'),
-        (("inspect", "nothing-here"), "image 'nothing-here' is not in the store"),
+        (("inspect", "nothing-here"), "no such image or container: nothing-here"),
+        (("inspect", "--type", "image", "nothing-here"), "image 'nothing-here' is not in the store"),
         (("rmi", "nothing-here"), "image 'nothing-here' is not in the store"),
         (("pull", "--platform", "linux", "x"), "invalid platform 'linux'"),
         (("pull", "--tls-verify=maybe", "x"), "invalid value 'maybe' for --tls-verify"),
@@ -143,7 +144,7 @@ def test_missing_repository_and_unreachable_registry(registry, pybox) -> None:
 
 
 def test_debug_adds_the_traceback(pybox) -> None:
-    proc = pybox("--debug", "inspect", "nothing-here", check=False)
+    proc = pybox("--debug", "rmi", "nothing-here", check=False)
     assert proc.returncode == 125
     assert "Traceback" in proc.stderr and proc.stderr.rstrip().endswith("is not in the store (pull it first)")
 
