@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pybox.errors import UsageError
@@ -61,8 +61,6 @@ def _network(text: str) -> str:
 def _without_mknod(security: Security) -> Security:
     """cgroup v2 enforces device rules only through a BPF program pybox does not load yet;
     without CAP_MKNOD no device node can be made, which keeps the host's disks out of reach."""
-    from dataclasses import replace
-
     drop = {"CAP_MKNOD"}
     return replace(security, bounding=security.bounding - drop, effective=security.effective - drop,
                    permitted=security.permitted - drop)

@@ -10,7 +10,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from pybox.errors import Conflict
+from pybox import reference
+from pybox.errors import Conflict, InvalidReference
 from pybox.image import Manifest, parse_config, parse_manifest_or_index
 from pybox.store.fs import remove_tree
 from pybox.store.images import Image
@@ -123,7 +124,7 @@ def remove_images(store: Store, refs: list[str], *, force: bool = False) -> Remo
     with store.lock(exclusive=True):
         for text in refs:
             image = store.images.resolve(text)
-            by_name = [n for n in image.names if _names_match(store, n, text)]
+            by_name = [n for n in image.names if _names_match(n, text)]
             if by_name and len(image.names) > 1:
                 store.index.remove_names(set(by_name))
                 report.untagged += by_name
@@ -142,10 +143,7 @@ def remove_images(store: Store, refs: list[str], *, force: bool = False) -> Remo
     return report
 
 
-def _names_match(store: Store, name: str, text: str) -> bool:
-    from pybox import reference
-    from pybox.errors import InvalidReference
-
+def _names_match(name: str, text: str) -> bool:
     try:
         return name == str(reference.normalize(text))
     except InvalidReference:
