@@ -5,7 +5,10 @@ The CLI prints these; tests and other callers use them directly.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pybox import reference
@@ -130,7 +133,8 @@ def disk_usage(store: Store) -> list[DfRow]:
     """What ``system df`` shows. Image size counts the unpacked layers and the
     compressed blobs pybox keeps beside them (both are on disk)."""
     images = store.images.list()
-    active_ids = store.mounted_image_ids()
+    # Active: mounted with `image mount`, or the image of a container record.
+    active_ids = store.mounted_image_ids() | {config.get("Image") for _, config, _ in _records(store)}
     active_layers = {d for i in images if i.id in active_ids for d in i.config.diff_ids}
     layer_bytes = {d: store.layers.size(d) for d in store.layers.diff_ids()}
     blob_bytes = sum(store.blobs.size(d) for d in store.blobs.digests())
@@ -142,7 +146,49 @@ def disk_usage(store: Store) -> list[DfRow]:
     return [
         DfRow(type="Images", total=len(images), active=len([i for i in images if i.id in active_ids]),
               size=total, reclaimable=max(reclaimable, 0)),
-        DfRow(type="Containers", total=0, active=0, size=0, reclaimable=0),
-        DfRow(type="Local Volumes", total=0, active=0, size=0, reclaimable=0),
+        _containers_row(store),
+        _volumes_row(store),
         DfRow(type="Build Cache", total=0, active=0, size=0, reclaimable=0),
     ]
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for directory, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def _records(store: Store) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    out = []
+    base = store.root / "containers"
+    for cid in sorted(os.listdir(base)):
+        try:
+            config = json.loads((base / cid / "config.json").read_bytes())
+            state = json.loads((base / cid / "state.json").read_bytes())
+        except (OSError, ValueError):
+            continue
+        out.append((cid, config, state))
+    return out
+
+
+def _containers_row(store: Store) -> DfRow:
+    """A container's size is what it wrote: its upper dir."""
+    records = _records(store)
+    sizes = {cid: _tree_size(store.root / "containers" / cid / "upper") for cid, _, _ in records}
+    running = [cid for cid, _, state in records if state.get("status") == "running"]
+    return DfRow(type="Containers", total=len(records), active=len(running), size=sum(sizes.values()),
+                 reclaimable=sum(v for cid, v in sizes.items() if cid not in running))
+
+
+def _volumes_row(store: Store) -> DfRow:
+    base = store.root / "volumes"
+    names = sorted(os.listdir(base)) if base.is_dir() else []
+    used = {v for _, config, _ in _records(store) for v in config.get("Volumes") or []}
+    sizes = {n: _tree_size(base / n / "_data") for n in names}
+    return DfRow(type="Local Volumes", total=len(names), active=len([n for n in names if n in used]),
+                 size=sum(sizes.values()), reclaimable=sum(v for n, v in sizes.items() if n not in used))

@@ -144,3 +144,18 @@ def test_bad_seccomp_profile_is_one_line(box, tmp_path: Path) -> None:
     bad.write_text('{"defaultAction": "SCMP_ACT_SOMETIMES"}')
     proc = box("--security-opt", f"seccomp={bad}", "--", "true", check=False)
     assert proc.returncode == 125 and proc.stderr.count("\n") == 1 and str(bad) in proc.stderr
+
+
+def test_system_df_counts_containers_and_volumes(image_store, pybox) -> None:
+    root, ref = image_store
+    pybox("run", "--name", "df-c", "-u", "0", "-v", "df-vol:/v", ref, "sh", "-c",
+          "head -c 100000 /dev/zero > /v/f; head -c 5000 /dev/zero > /written", root=root)
+    rows = {line.split()[0]: line.split() for line in pybox("system", "df", root=root).stdout.splitlines()[1:]}
+    assert rows["Images"][1:3] == ["1", "1"]
+    assert rows["Containers"][1:4] == ["1", "0", "5kB"]
+    assert rows["Local"][2:5] == ["1", "1", "100kB"]
+    import shutil
+
+    for cid in os.listdir(root / "containers"):
+        shutil.rmtree(root / "containers" / cid)
+    pybox("volume", "rm", "df-vol", root=root)
