@@ -153,9 +153,13 @@ def test_system_df_counts_containers_and_volumes(image_store, pybox) -> None:
     rows = {line.split()[0]: line.split() for line in pybox("system", "df", root=root).stdout.splitlines()[1:]}
     assert rows["Images"][1:3] == ["1", "1"]
     assert rows["Containers"][1:4] == ["1", "0", "5kB"]
-    assert rows["Local"][2:5] == ["1", "1", "100kB"]
+    # df-vol, and the anonymous volume for the image's VOLUME /data (kept without --rm).
+    assert rows["Local"][2:5] == ["2", "2", "100kB"]
     import shutil
 
     for cid in os.listdir(root / "containers"):
         shutil.rmtree(root / "containers" / cid)
+    pruned = pybox("volume", "prune", root=root).stdout.split()
+    assert pruned[:2] == ["Deleted", "Volumes:"] and len(pruned) == 3
     pybox("volume", "rm", "df-vol", root=root)
+    assert pybox("volume", "ls", "-q", root=root).stdout == ""
