@@ -25,9 +25,12 @@ def _cases() -> list[Any]:
     if not path.exists():
         return [pytest.param(None, None, id="absent")]
     data = json.loads(path.read_text(encoding="utf-8"))
+    # Rows with backslash-separated patterns apply to Windows only (docker-py
+    # skips them on Linux too); pybox runs on Linux, so they are not cases here.
     return [
         pytest.param(case, data["trees"][case["tree"]], id=f"{index}:{case['test']}")
         for index, case in enumerate(data["cases"])
+        if case.get("platform") != "windows_only"
     ]
 
 
@@ -54,8 +57,6 @@ def test_docker_py_case(
 ) -> None:
     if case is None or tree is None:
         pytest.skip("conformance data not present")
-    if case.get("platform") == "windows_only":
-        pytest.skip("backslash-separated patterns apply on Windows only")
     root = tmp_path / "context"
     root.mkdir()
     _make_tree(root, tree)
