@@ -90,14 +90,18 @@ def test_mount_is_refused_and_proc_is_guarded(box) -> None:
 
 def test_device_policy_denies_nodes_outside_dockers_list(box) -> None:
     # /dev/kmsg (c 1:11) is readable by root on the host, so only the policy can stop it.
-    with open("/dev/kmsg", "rb") as f:
-        assert f.read(8192)
+    # One read returns one record; the buffer must hold the longest (8 KiB, CONSOLE_EXT_LOG_MAX).
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert os.read(fd, 16384)
+    finally:
+        os.close(fd)
     # CAP_SYSLOG is added so that only the device cgroup can be what refuses.
-    out = _sh(box, "mknod /dev/kmsg2 c 1 11 && echo made; dd if=/dev/kmsg2 of=/dev/null bs=8192 count=1 2>&1; "
+    out = _sh(box, "mknod /dev/kmsg2 c 1 11 && echo made; dd if=/dev/kmsg2 of=/dev/null bs=16384 count=1 2>&1; "
                    "echo null > /dev/null && echo null-ok", "-u", "0", "--cap-add", "SYSLOG").stdout
     assert "made" in out and "Operation not permitted" in out and "null-ok" in out
     # --device adds the node and its rule: then the same read works.
-    allowed = _sh(box, "dd if=/dev/kmsg bs=8192 count=1 2>/dev/null | wc -c", "-u", "0", "--cap-add", "SYSLOG",
+    allowed = _sh(box, "dd if=/dev/kmsg bs=16384 count=1 2>/dev/null | wc -c", "-u", "0", "--cap-add", "SYSLOG",
                   "--device", "/dev/kmsg").stdout
     assert int(allowed) > 0
 
@@ -306,7 +310,7 @@ def test_privileged_has_every_capability_no_masks_and_all_devices(box) -> None:
     from pybox.runtime.capabilities import available, to_mask
 
     out = _sh(box, "grep CapEff /proc/self/status; wc -c < /proc/keys; mknod /dev/kmsg2 c 1 11; "
-                   "dd if=/dev/kmsg2 of=/dev/null bs=8192 count=1 2>&1 | grep -c 'not permitted'",
+                   "dd if=/dev/kmsg2 of=/dev/null bs=16384 count=1 2>&1 | grep -c 'not permitted'",
               "-u", "0", "--privileged", check=False).stdout.split()
     assert out[1] == f"{to_mask(available()):016x}"
     assert int(out[2]) > 0  # /proc/keys is not masked
