@@ -21,7 +21,6 @@ __all__ = [
     "MT",
     "MANIFEST_TYPES",
     "INDEX_TYPES",
-    "LAYER_TYPES",
     "ACCEPT_MANIFESTS",
     "sha256_digest",
     "digest_hex",
@@ -33,7 +32,6 @@ __all__ = [
     "ImageConfig",
     "parse_manifest_or_index",
     "parse_config",
-    "canonical_json",
 ]
 
 
@@ -50,6 +48,7 @@ class MT:
     OCI_LAYER_ND_GZIP = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
     OCI_LAYER_ND_ZSTD = "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
     OCI_LAYOUT = "application/vnd.oci.layout.header.v1+json"
+    OCI_DESCRIPTOR = "application/vnd.oci.descriptor.v1+json"
     DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
     DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
     DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -61,18 +60,6 @@ class MT:
 
 MANIFEST_TYPES = frozenset({MT.OCI_MANIFEST, MT.DOCKER_MANIFEST})
 INDEX_TYPES = frozenset({MT.OCI_INDEX, MT.DOCKER_LIST})
-LAYER_TYPES = frozenset(
-    {
-        MT.OCI_LAYER,
-        MT.OCI_LAYER_GZIP,
-        MT.OCI_LAYER_ZSTD,
-        MT.OCI_LAYER_ND,
-        MT.OCI_LAYER_ND_GZIP,
-        MT.OCI_LAYER_ND_ZSTD,
-        MT.DOCKER_LAYER,
-        MT.DOCKER_FOREIGN_LAYER,
-    }
-)
 _SCHEMA1_TYPES = frozenset({MT.DOCKER_SCHEMA1, MT.DOCKER_SCHEMA1_SIGNED})
 
 # What a pull asks for, most preferred first (containers/image sends the same set).
@@ -100,11 +87,6 @@ def check_digest(data: bytes, digest: str, what: str) -> None:
     actual = sha256_digest(data)
     if actual != digest:
         raise DigestMismatch(f"{what}: expected digest {digest}, got {actual}")
-
-
-def canonical_json(doc: Any) -> bytes:
-    """Compact, key-sorted JSON: the same document always gives the same digest."""
-    return json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
 
 # ---------------------------------------------------------------- platforms

@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pybox.errors import InvalidDocument
+from pybox.image import MT
 
 __all__ = [
     "validate_descriptor",
@@ -47,17 +48,9 @@ __all__ = [
     "validate_document",
 ]
 
-_OCI_DESCRIPTOR = "application/vnd.oci.descriptor.v1+json"
-_OCI_LAYOUT = "application/vnd.oci.layout.header.v1+json"
-_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-
-_MANIFEST_TYPES = (_OCI_MANIFEST, _DOCKER_MANIFEST)
-_INDEX_TYPES = (_OCI_INDEX, _DOCKER_LIST)
+# Tuples, not pybox.image's sets: error messages list the allowed types in this order.
+_MANIFEST_TYPES = (MT.OCI_MANIFEST, MT.DOCKER_MANIFEST)
+_INDEX_TYPES = (MT.OCI_INDEX, MT.DOCKER_LIST)
 
 _INT64_MAX = 2**63 - 1
 
@@ -507,14 +500,14 @@ def validate_layout(doc: object) -> None:
 
 
 _BY_MEDIA_TYPE: dict[str, tuple[str, _Check]] = {
-    _OCI_DESCRIPTOR: ("descriptor", _descriptor),
-    _OCI_LAYOUT: ("image layout", _layout),
-    _OCI_MANIFEST: ("image manifest", _manifest),
-    _DOCKER_MANIFEST: ("image manifest", _manifest),
-    _OCI_INDEX: ("image index", _index),
-    _DOCKER_LIST: ("image index", _index),
-    _OCI_CONFIG: ("image config", _config),
-    _DOCKER_CONFIG: ("image config", _config),
+    MT.OCI_DESCRIPTOR: ("descriptor", _descriptor),
+    MT.OCI_LAYOUT: ("image layout", _layout),
+    MT.OCI_MANIFEST: ("image manifest", _manifest),
+    MT.DOCKER_MANIFEST: ("image manifest", _manifest),
+    MT.OCI_INDEX: ("image index", _index),
+    MT.DOCKER_LIST: ("image index", _index),
+    MT.OCI_CONFIG: ("image config", _config),
+    MT.DOCKER_CONFIG: ("image config", _config),
 }
 
 

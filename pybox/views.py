@@ -165,11 +165,9 @@ def _tree_size(path: Path) -> int:
 
 def _records(store: Store) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     out = []
-    base = store.root / "containers"
-    for cid in sorted(os.listdir(base)):
+    for cid, config in store.container_configs():
         try:
-            config = json.loads((base / cid / "config.json").read_bytes())
-            state = json.loads((base / cid / "state.json").read_bytes())
+            state = json.loads((store.root / "containers" / cid / "state.json").read_bytes())
         except (OSError, ValueError):
             continue
         out.append((cid, config, state))

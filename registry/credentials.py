@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pybox.errors import StoreError, UsageError
+from pybox.store.fs import atomic_write
 
 __all__ = [
     "Credentials",
@@ -231,13 +232,6 @@ def remove_login(host: str, authfile: Path) -> bool:
 def _write_private(path: Path, doc: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(doc, indent=2).encode() + b"\n", path.parent, mode=0o600)
     except OSError as e:
         raise StoreError(f"cannot write auth file {path}: {e.strerror}") from e

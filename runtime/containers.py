@@ -93,15 +93,7 @@ class ContainerRecord:
 
 
 def find_by_name(store: Store, name: str) -> str | None:
-    base = store.root / "containers"
-    for cid in os.listdir(base):
-        try:
-            doc = json.loads((base / cid / "config.json").read_bytes())
-        except (FileNotFoundError, ValueError):
-            continue
-        if doc.get("Name") == name:
-            return cid
-    return None
+    return next((cid for cid, doc in store.container_configs() if doc.get("Name") == name), None)
 
 
 def create_record(store: Store, container_id: str, name: str | None, config: dict[str, Any]) -> ContainerRecord:

@@ -80,7 +80,6 @@ MS_STRICTATIME = 0x1000000
 MNT_DETACH = 0x2
 
 # prctl(2) options, <linux/prctl.h>. Private: each has its own method below.
-_PR_SET_PDEATHSIG = 1
 _PR_SET_KEEPCAPS = 8
 _PR_CAPBSET_DROP = 24
 _PR_SET_CHILD_SUBREAPER = 36
@@ -257,10 +256,6 @@ class Linux:
     def set_child_subreaper(self) -> None:
         """prctl(2) PR_SET_CHILD_SUBREAPER: orphaned descendants are reparented to this process."""
         self._prctl_call("prctl(PR_SET_CHILD_SUBREAPER)", _PR_SET_CHILD_SUBREAPER, 1)
-
-    def set_pdeathsig(self, sig: int) -> None:
-        """prctl(2) PR_SET_PDEATHSIG: get ``sig`` when the parent thread dies; cleared by setuid."""
-        self._prctl_call("prctl(PR_SET_PDEATHSIG)", _PR_SET_PDEATHSIG, sig)
 
     def setsid(self) -> int:
         """setsid(2): a new session and process group; returns the session id."""

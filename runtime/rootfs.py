@@ -28,10 +28,14 @@ from pybox.runtime.linux import (
     MS_STRICTATIME,
     Linux,
 )
+from pybox.runtime.cgroups.discover import discover
 from pybox.runtime.mounts import perform
 from pybox.runtime.spec import BindMount, ContainerSpec
+from pybox.store.mounts import Mount
 
 __all__ = ["MASKED_PATHS", "READONLY_PATHS", "DEVICES", "prepare_rootfs", "pivot"]
+
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 # moby oci/defaults.go: paths a container must not read or write.
 MASKED_PATHS = (
@@ -150,32 +154,21 @@ def _mount_cgroupfs(linux: Linux, target: str) -> None:
     """The container's own cgroups, read-only, as Docker shows them (its cgroup namespace is the root)."""
     if not os.path.isdir(target):
         return
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY
+    hierarchies = [h for h in discover().hierarchies if _CGROUP_ROOT in (h.mount_point, h.mount_point.parent)]
+    if any(h.mount_point == _CGROUP_ROOT for h in hierarchies):
+        # A pure v2 host: the one hierarchy is /sys/fs/cgroup itself.
+        linux.mount("cgroup", target, "cgroup2", flags)
+        return
     linux.mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
-    for fstype, name, options in _host_cgroup_mounts():
-        point = os.path.join(target, name)
+    for h in hierarchies:
+        point = os.path.join(target, h.mount_point.name)
         os.mkdir(point, 0o555)
-        linux.mount("cgroup", point, fstype, MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, options or None)
-    linux.mount(None, target, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-
-
-def _host_cgroup_mounts() -> list[tuple[str, str, str]]:
-    """(fstype, directory name, mount options) of the hierarchies under the host's /sys/fs/cgroup."""
-    out = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            point, fstype, super_opts = fields[4], fields[sep + 1], fields[sep + 3]
-            if fstype not in ("cgroup", "cgroup2") or not point.startswith("/sys/fs/cgroup"):
-                continue
-            name = point[len("/sys/fs/cgroup") :].strip("/")
-            if not name:
-                return [("cgroup2", "", "")] if fstype == "cgroup2" else []
-            if "/" in name:
-                continue
-            options = ",".join(o for o in super_opts.split(",") if o not in ("rw", "ro"))
-            out.append((fstype, name, options if fstype == "cgroup" else ""))
-    return out
+        if h.unified:
+            linux.mount("cgroup", point, "cgroup2", flags)
+        else:
+            linux.mount("cgroup", point, "cgroup", flags, ",".join(sorted(h.controllers)))
+    linux.mount(None, target, None, MS_REMOUNT | flags)
 
 
 def _copy_up(source: str, volume: str) -> None:
@@ -202,9 +195,8 @@ def _copy_file(src: str, dst: str) -> str:
 def _bind(linux: Linux, root: str, mount: BindMount) -> None:
     target = _inside(root, mount.target)
     _ensure(target, directory=os.path.isdir(mount.source))
-    linux.mount(mount.source, target, None, MS_BIND | MS_REC)
-    if mount.readonly:
-        linux.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+    options = ("rbind", "ro") if mount.readonly else ("rbind",)
+    perform(linux, Mount(type="bind", source=mount.source, target=target, options=options))
 
 
 def _mask(linux: Linux, root: str) -> None:

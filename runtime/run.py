@@ -22,6 +22,7 @@ from pybox.runtime.runconfig import (
     init_mounts,
     parse_bytes,
     parse_device,
+    parse_labels,
     parse_sysctl,
     parse_tmpfs,
     parse_ulimit,
@@ -85,7 +86,7 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
     sysctls = tuple(parse_sysctl(x, network) for x in options.sysctls)
     devices = tuple(parse_device(d) for d in options.devices)
     shm_size = parse_bytes(options.shm_size, "--shm-size") if options.shm_size else DEFAULT_SHM_SIZE
-    labels = dict(_label(item) for item in options.labels)
+    labels = parse_labels(options.labels)
 
     config = {"Image": image.id, "ImageName": (image.names or [image.id])[0], "Args": list(plan.process.args),
               "Layers": image.config.diff_ids, "Labels": {**(image.config.config.get("Labels") or {}), **labels},
@@ -102,7 +103,6 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
                 if not os.path.lexists(bind.source):
                     os.makedirs(bind.source)
             volume_binds = _volume_binds(volumes, volume_mounts, created_volumes)
-            record.write_config({**record.read_config(), "Volumes": [b[0] for b in volume_binds]})
             etc = {
                 "/etc/hostname": str(record.write_file("hostname", plan.hostname + "\n")),
                 "/etc/hosts": str(record.write_file("hosts", hosts_file(plan.hostname, network))),
@@ -115,13 +115,14 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
             cgroup.create(limits, devices=_device_policy(options.privileged, devices))
             if not cgroup.device_rules_enforced and not options.privileged:
                 security = _without_mknod(security)
-            spec = ContainerSpec(id=container_id, name=record.read_config()["Name"], rootfs=rootfs,
+            recorded = record.read_config()
+            spec = ContainerSpec(id=container_id, name=recorded["Name"], rootfs=rootfs,
                                  process=plan.process, security=security, hostname=plan.hostname,
                                  limits=limits, mounts=binds + tuple(b[1] for b in volume_binds),
                                  network=network, etc_files=etc,
                                  shm_size=shm_size, readonly_rootfs=options.read_only, tmpfs=tmpfs,
                                  rlimits=rlimits, sysctls=sysctls, devices=devices)
-            record.write_config({**record.read_config(), "Spec": _spec_document(spec)})
+            record.write_config({**recorded, "Volumes": [b[0] for b in volume_binds], "Spec": _spec_document(spec)})
             state = ContainerState()
 
             def started(pid: int) -> None:
@@ -166,13 +167,6 @@ def _spec_document(spec: ContainerSpec) -> dict:
         return value
 
     return plain(asdict(spec))  # type: ignore[return-value]
-
-
-def _label(item: str) -> tuple[str, str]:
-    key, _, value = item.partition("=")
-    if not key:
-        raise UsageError(f"invalid --label {item!r}: expected KEY=VALUE")
-    return key, value
 
 
 def _device_policy(privileged: bool, devices: tuple[DeviceNode, ...]) -> DevicePolicy:

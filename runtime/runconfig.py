@@ -52,6 +52,7 @@ __all__ = [
     "parse_ulimit",
     "parse_sysctl",
     "parse_device",
+    "parse_labels",
 ]
 
 # Debian's statically linked tini: Docker's docker-init is tini too.
@@ -498,6 +499,17 @@ def parse_sysctl(text: str, network: str) -> tuple[str, str]:
             raise UsageError(f"--sysctl {key} cannot be set with --network host: it would change the host")
         return key, value
     raise UsageError(f"--sysctl {key} is not namespaced: it would change the host (only IPC and net.* are allowed)")
+
+
+def parse_labels(items: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``--label KEY=VALUE`` (a missing ``=`` gives an empty value, as Docker)."""
+    labels = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid --label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
 
 
 def parse_device(text: str) -> DeviceNode:

@@ -101,12 +101,7 @@ class VolumeStore:
     def users(self) -> dict[str, list[str]]:
         """Volume name -> names of the containers whose records mount it."""
         out: dict[str, list[str]] = {}
-        base = self._store.root / "containers"
-        for cid in os.listdir(base):
-            try:
-                doc = json.loads((base / cid / "config.json").read_bytes())
-            except (OSError, ValueError):
-                continue
+        for cid, doc in self._store.container_configs():
             for volume in doc.get("Volumes") or []:
                 out.setdefault(volume, []).append(doc.get("Name", cid[:12]))
         return out

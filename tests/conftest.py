@@ -18,6 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support.images import BUSYBOX, build_and_push  # noqa: E402
+from support.containers import boxed, pull_into  # noqa: E402
 from support.mounts import mounts_under  # noqa: E402
 from support.registry import Registry  # noqa: E402
 from support.skip import require, require_root, require_tool  # noqa: E402
@@ -113,3 +114,22 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         yield reg
     finally:
         reg.stop()
+
+
+@pytest.fixture(scope="module")
+def busybox_store(registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """(store root, image ref): a store with the busybox image pulled, shared by one module's tests."""
+    require_root()
+    root = tmp_path_factory.mktemp("busybox") / "store"
+    ref = registry.images["gzip"].ref
+    pull_into(root, ref)
+    yield root, ref
+
+
+@pytest.fixture
+def box(busybox_store, pybox: PyboxRunner) -> Iterator[Callable[..., "subprocess.CompletedProcess[str]"]]:
+    """`box("-u", "0", "--", "id")` runs `pybox run --rm IMAGE id` in busybox_store;
+    afterwards no mount, cgroup or container record of the test may remain."""
+    root, ref = busybox_store
+    with boxed(pybox, root, ref) as run:
+        yield run

@@ -8,7 +8,6 @@ from typing import List, Optional
 import typer
 
 from pybox.cli.app import state
-from pybox.errors import UsageError
 
 __all__ = ["register"]
 
@@ -27,13 +26,9 @@ def create(
     label: List[str] = typer.Option([], "-l", "--label", help="KEY=VALUE"),
 ) -> None:
     """Create a volume (a random name when none is given)."""
-    labels = {}
-    for item in label:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise UsageError(f"invalid --label {item!r}: expected KEY=VALUE")
-        labels[key] = value
-    volume, _ = _volumes().create(name, labels=labels)
+    from pybox.runtime.runconfig import parse_labels
+
+    volume, _ = _volumes().create(name, labels=parse_labels(label))
     print(volume.name)
 
 

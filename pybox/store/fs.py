@@ -35,10 +35,14 @@ def make_temp_name(tmp_dir: Path, prefix: str) -> Path:
     return tmp_dir / f"{prefix}-{os.getpid()}-{os.urandom(4).hex()}"
 
 
-def atomic_write(path: Path, data: bytes, tmp_dir: Path, *, sync: bool = True) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix."""
+def atomic_write(path: Path, data: bytes, tmp_dir: Path, *, sync: bool = True, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix.
+
+    ``mode`` holds from the first byte (a secret is never briefly readable).
+    """
     tmp = make_temp_name(tmp_dir, path.name)
-    with open(tmp, "wb") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    with os.fdopen(fd, "wb") as f:
         f.write(data)
         if sync:
             f.flush()

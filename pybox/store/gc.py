@@ -6,7 +6,6 @@ half-way through staging content that looks unreferenced.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -36,15 +35,8 @@ class RemoveReport:
 
 def _container_uses(store: Store) -> dict[str, tuple[str, list[str]]]:
     """Container name -> (image ID, layer diff_ids), from the container records."""
-    out = {}
-    base = store.root / "containers"
-    for cid in os.listdir(base):
-        try:
-            doc = json.loads((base / cid / "config.json").read_bytes())
-        except (OSError, ValueError):
-            continue
-        out[doc.get("Name", cid[:12])] = (doc.get("Image", ""), list(doc.get("Layers") or []))
-    return out
+    return {doc.get("Name", cid[:12]): (doc.get("Image", ""), list(doc.get("Layers") or []))
+            for cid, doc in store.container_configs()}
 
 
 def _referenced(store: Store) -> tuple[set[str], set[str]]:

@@ -64,10 +64,9 @@ class Image:
 
 
 class ImageCatalog:
-    def __init__(self, index: ImageIndex, blobs: BlobStore, layers: LayerStore) -> None:
+    def __init__(self, index: ImageIndex, blobs: BlobStore) -> None:
         self._index = index
         self._blobs = blobs
-        self._layers = layers
 
     def _load(self, entry: Entry) -> tuple[Manifest, ImageConfig]:
         try:
@@ -108,10 +107,9 @@ class ImageCatalog:
                          config=config, entries=same)
         images = self.list()
         if ref is not None:
+            # Not a name in the index: a digest the image was pulled at (repo@sha256:...).
             for image in images:
                 for e in image.entries:
-                    if e.name == str(ref):
-                        return image
                     if ref.digest and e.name and reference.normalize(e.name).name == ref.name and ref.digest in (
                         e.pulled_digest,
                         e.manifest_digest,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from pybox.errors import StoreError
 from pybox.image import MT
@@ -29,7 +31,7 @@ class Store:
         self.blobs = BlobStore(root)
         self.layers = LayerStore(root)
         self.index = ImageIndex(root)
-        self.images = ImageCatalog(self.index, self.blobs, self.layers)
+        self.images = ImageCatalog(self.index, self.blobs)
         self.tmp_dir = root / "tmp"
         self.mounts_dir = root / "mounts"
 
@@ -84,6 +86,19 @@ class Store:
 
     def batch(self) -> Batch:
         return Batch(self.root)
+
+    def container_configs(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(id, config.json) of every container record, skipping one that is half-written.
+
+        The store reads these to know which images, layers and volumes
+        containers still use; the records themselves belong to the runtime.
+        """
+        base = self.root / "containers"
+        for cid in sorted(os.listdir(base)):
+            try:
+                yield cid, json.loads((base / cid / "config.json").read_bytes())
+            except (OSError, ValueError):
+                continue
 
     def mount_point(self, image_id: str) -> Path:
         return self.mounts_dir / image_id.removeprefix("sha256:") / "merged"

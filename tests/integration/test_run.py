@@ -13,32 +13,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support.containers import boxed, container_cgroups, pull_into
+from support.containers import container_cgroups
 from support.mounts import mounts_under
 from support.skip import require_root
-
-@pytest.fixture(scope="module")
-def run_store(registry, tmp_path_factory) -> Iterator[tuple[Path, str]]:
-    """One store with the busybox image pulled, shared by this module's tests."""
-    require_root()
-    root = tmp_path_factory.mktemp("run") / "store"
-    ref = registry.images["gzip"].ref
-    pull_into(root, ref)
-    yield root, ref
-
-
-@pytest.fixture
-def box(run_store, pybox) -> Iterator:
-    """`box("-u", "0", "--", "id")` runs `pybox run --rm IMAGE id`; cleanup is asserted after the test."""
-    root, ref = run_store
-    with boxed(pybox, root, ref) as run:
-        yield run
-
 
 def _sh(box, script: str, *options: str, check: bool = True):
     return box(*options, "--", "sh", "-c", script, check=check)
@@ -117,8 +98,8 @@ def test_bridge_network_is_not_yet(box) -> None:
     assert proc.returncode == 125 and "not available yet" in proc.stderr
 
 
-def test_memory_limit_ooms_with_137_and_records_it(box, run_store) -> None:
-    root, _ = run_store
+def test_memory_limit_ooms_with_137_and_records_it(box, busybox_store) -> None:
+    root, _ = busybox_store
     proc = box("--memory", "32m", "--name", "oomer", "--", "sh", "-c",
                "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived", rm=False, check=False)
     assert proc.returncode == 137 and "survived" not in proc.stdout
@@ -224,8 +205,8 @@ def test_exit_codes(box, args, code) -> None:
     assert box("--", *args, check=False).returncode == code
 
 
-def test_sigterm_to_pybox_reaches_the_container(run_store) -> None:
-    root, ref = run_store
+def test_sigterm_to_pybox_reaches_the_container(busybox_store) -> None:
+    root, ref = busybox_store
     proc = subprocess.Popen(
         [sys.executable, "-I", "-m", "pybox", "--root", str(root), "run", "--rm", ref, "sh", "-c",
          "trap 'echo got-term; exit 143' TERM; echo ready; while :; do sleep 0.1; done"],
@@ -242,8 +223,8 @@ def test_sigpipe_is_reset_so_yes_head_ends(box) -> None:
     assert _sh(box, "yes | head -1").stdout == "y\n"
 
 
-def test_names_are_unique(box, run_store) -> None:
-    root, _ = run_store
+def test_names_are_unique(box, busybox_store) -> None:
+    root, _ = busybox_store
     box("--name", "twin", "--", "true", rm=False)
     proc = box("--name", "twin", "--", "true", check=False)
     assert proc.returncode == 125 and "already in use" in proc.stderr
@@ -291,8 +272,8 @@ def test_cpu_and_memory_limits_are_what_the_container_sees(box) -> None:
     assert swap == str(96 << 20)
 
 
-def test_an_image_used_by_a_container_keeps_its_layers(box, run_store, registry, pybox, tmp_path: Path) -> None:
-    root, ref = run_store
+def test_an_image_used_by_a_container_keeps_its_layers(box, busybox_store, registry, pybox, tmp_path: Path) -> None:
+    root, ref = busybox_store
     box("--name", "keeper", "--", "true", rm=False)
     proc = pybox("rmi", ref, root=root, check=False)
     assert proc.returncode == 125 and "used by container keeper" in proc.stderr
@@ -344,10 +325,11 @@ def test_scratch_rootfs_with_a_bound_binary(tmp_path: Path, store_root: Path) ->
     try:
         pid = os.fork()
         if pid == 0:  # run_container wants a single-threaded caller: the test process may have threads
+            code = 125
             try:
                 code = run_container(spec, base / "merged", join_cgroup=cgroup.add_process).code
             finally:
-                os._exit(code if "code" in locals() else 125)
+                os._exit(code)
         _, status = os.waitpid(pid, 0)
     finally:
         cgroup.kill_all(signal.SIGKILL)
@@ -358,9 +340,9 @@ def test_scratch_rootfs_with_a_bound_binary(tmp_path: Path, store_root: Path) ->
     assert mounts_under(tmp_path) == []
 
 
-def test_run_imports_no_network_library(run_store) -> None:
+def test_run_imports_no_network_library(busybox_store) -> None:
     """pyroute2 (and requests, when the image is present) stay off `pybox run`'s path."""
-    root, ref = run_store
+    root, ref = busybox_store
     proc = subprocess.run([sys.executable, "-I", "-X", "importtime", "-m", "pybox", "--root", str(root), "run",
                            "--rm", ref, "true"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0
@@ -374,11 +356,11 @@ def test_pull_always_fetches_again(registry, pybox, store_root: Path) -> None:
     assert pybox("run", "--rm", "--pull", "always", ref, "echo", "fresh").stdout.strip() == "fresh"
 
 
-def test_init_reaps_orphans_and_forwards_sigterm(box, run_store) -> None:
+def test_init_reaps_orphans_and_forwards_sigterm(box, busybox_store) -> None:
     out = _sh(box, "(sleep 0.1 &); (sleep 0.1 &); sleep 0.6; ps -o pid,stat,comm", "--init").stdout
     lines = out.splitlines()
     assert lines[1].split()[2] == "docker-init" and not [line for line in lines if " Z " in f" {line} "]
-    root, ref = run_store
+    root, ref = busybox_store
     # A bare `sleep` as PID 1 would ignore SIGTERM; tini passes it on.
     proc = subprocess.Popen([sys.executable, "-I", "-m", "pybox", "--root", str(root), "run", "--rm", "--init",
                              ref, "sh", "-c", "echo ready; exec sleep 100"],
@@ -391,16 +373,17 @@ def test_init_reaps_orphans_and_forwards_sigterm(box, run_store) -> None:
     assert container_cgroups() == [] and mounts_under(root) == []
 
 
-def test_init_without_tini_is_a_clear_error(box, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_without_tini_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pybox.errors import UsageError
     from pybox.runtime import runconfig
 
     monkeypatch.setattr(runconfig, "TINI", "/nonexistent/tini-static")
-    with pytest.raises(Exception, match="install Debian's tini package"):
+    with pytest.raises(UsageError, match="install Debian's tini package"):
         runconfig.init_mounts(runconfig.RunOptions(init=True))
 
 
-def test_inspect_a_container_record(box, run_store, pybox) -> None:
-    root, _ = run_store
+def test_inspect_a_container_record(box, busybox_store, pybox) -> None:
+    root, _ = busybox_store
     box("--name", "inspected", "-l", "k=v", "--", "sh", "-c", "exit 5", rm=False, check=False)
     (doc,) = json.loads(pybox("inspect", "inspected", root=root).stdout)
     assert doc["Name"] == "inspected" and doc["State"]["ExitCode"] == 5 and doc["State"]["Status"] == "exited"

@@ -4,32 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support.containers import boxed, pull_into
-from support.skip import require_root
 
-@pytest.fixture(scope="module")
-def image_store(registry, tmp_path_factory) -> Iterator[tuple[Path, str]]:
-    require_root()
-    root = tmp_path_factory.mktemp("opts") / "store"
-    ref = registry.images["gzip"].ref
-    pull_into(root, ref)
-    yield root, ref
-
-
-@pytest.fixture
-def box(image_store, pybox) -> Iterator:
-    root, ref = image_store
-    with boxed(pybox, root, ref) as run:
-        yield run
-
-
-def test_named_volume_outlives_its_container_and_is_shared(box, image_store, pybox) -> None:
-    root, _ = image_store
+def test_named_volume_outlives_its_container_and_is_shared(box, busybox_store, pybox) -> None:
+    root, _ = busybox_store
     box("-u", "0", "-v", "shared:/data", "--", "sh", "-c", "echo one > /data/f")
     assert box("-u", "0", "-v", "shared:/other:ro", "--", "cat", "/other/f").stdout == "one\n"
     refused = box("-u", "0", "-v", "shared:/other:ro", "--", "sh", "-c", "echo x > /other/g", check=False)
@@ -41,8 +22,8 @@ def test_named_volume_outlives_its_container_and_is_shared(box, image_store, pyb
     assert not (root / "volumes" / "shared").exists()
 
 
-def test_a_new_volume_gets_the_images_content(box, image_store, pybox) -> None:
-    root, _ = image_store
+def test_a_new_volume_gets_the_images_content(box, busybox_store, pybox) -> None:
+    root, _ = busybox_store
     out = box("-u", "0", "-v", "etcvol:/etc", "--", "cat", "/etc/passwd").stdout
     assert out.startswith("root:")
     copied = (root / "volumes" / "etcvol" / "_data" / "passwd").read_text()
@@ -53,8 +34,8 @@ def test_a_new_volume_gets_the_images_content(box, image_store, pybox) -> None:
     pybox("volume", "rm", "etcvol", root=root)
 
 
-def test_image_volumes_get_anonymous_volumes_removed_with_rm(box, image_store, pybox) -> None:
-    root, _ = image_store
+def test_image_volumes_get_anonymous_volumes_removed_with_rm(box, busybox_store, pybox) -> None:
+    root, _ = busybox_store
     # The busybox image declares VOLUME /data.
     assert box("-u", "0", "--", "sh", "-c", "grep -c ' /data ' /proc/self/mountinfo").stdout.strip() == "1"
     assert pybox("volume", "ls", "-q", root=root).stdout.split() == []
@@ -106,8 +87,8 @@ def test_systempaths_unconfined_unmasks(box) -> None:
     assert unmasked.stdout.strip() == "0"
 
 
-def test_labels_and_stop_signal_are_recorded(image_store, pybox) -> None:
-    root, ref = image_store
+def test_labels_and_stop_signal_are_recorded(busybox_store, pybox) -> None:
+    root, ref = busybox_store
     pybox("run", "--name", "labelled", "-l", "team=core", "--stop-signal", "SIGUSR1", ref, "true", root=root)
     (cid,) = os.listdir(root / "containers")
     doc = json.loads((root / "containers" / cid / "config.json").read_text())
@@ -118,8 +99,8 @@ def test_labels_and_stop_signal_are_recorded(image_store, pybox) -> None:
     pybox("volume", "prune", root=root)  # the anonymous volume of the image's VOLUME
 
 
-def test_seccomp_default_custom_and_unconfined(box, image_store, tmp_path: Path) -> None:
-    root, _ = image_store
+def test_seccomp_default_custom_and_unconfined(box, busybox_store, tmp_path: Path) -> None:
+    root, _ = busybox_store
     script = "grep '^Seccomp:' /proc/self/status; unshare -u true 2>&1; mkdir /tmp-dir && echo mkdir-ok"
     # The first run generates the BPF program and keeps it; the second loads the kept one.
     for _ in range(2):
@@ -151,8 +132,8 @@ def _df(pybox, root: Path) -> dict[str, list[str]]:
     return {line.split()[0]: line.split() for line in pybox("system", "df", root=root).stdout.splitlines()[1:]}
 
 
-def test_system_df_counts_containers_and_volumes(image_store, pybox) -> None:
-    root, ref = image_store
+def test_system_df_counts_containers_and_volumes(busybox_store, pybox) -> None:
+    root, ref = busybox_store
     before = _df(pybox, root)
     volumes_before = set(pybox("volume", "ls", "-q", root=root).stdout.split())
     pybox("run", "--name", "df-c", "-u", "0", "-v", "df-vol:/v", ref, "sh", "-c",
