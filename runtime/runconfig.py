@@ -258,7 +258,14 @@ def plan_security(options: RunOptions, uid: int) -> Security:
     security = security_for(uid=uid, caps=caps, privileged=options.privileged,
                             no_new_privileges=opts.no_new_privileges)
     return replace(security, mask_paths=not opts.systempaths_unconfined,
-                   seccomp=_seccomp_filter(opts.seccomp, caps, privileged=options.privileged))
+                   seccomp=_seccomp_filter(opts.seccomp, caps, privileged=options.privileged),
+                   seccomp_profile=_seccomp_source(opts.seccomp, privileged=options.privileged))
+
+
+def _seccomp_source(choice: str | None, *, privileged: bool) -> str:
+    if choice == "unconfined" or (privileged and choice is None):
+        return "unconfined"
+    return choice or "default"
 
 
 def _seccomp_filter(choice: str | None, caps: frozenset[str], *, privileged: bool) -> object:

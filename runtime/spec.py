@@ -110,6 +110,8 @@ class Security:
     mask_paths: bool = True
     # A built seccomp filter (pybox.runtime.seccomp.Filter), or None for none.
     seccomp: object = None
+    # Where the filter came from: "default", "unconfined" or a profile file (for the record).
+    seccomp_profile: str = "unconfined"
 
 
 @dataclass(frozen=True, kw_only=True)
