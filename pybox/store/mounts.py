@@ -37,19 +37,12 @@ def rootfs_mount(layers: LayerStore, diff_ids: list[str], target: Path, *, upper
         if not layers.has(d):
             raise StoreError(f"layer {d} is missing from the store; pull the image again")
     root = str(layers.root)
-    lowers = [layers.ensure_link(d) for d in reversed(diff_ids)]
+    # No layers (FROM scratch): one empty directory stands in for them.
+    lowers = [layers.ensure_link(d) for d in reversed(diff_ids)] or [EMPTY_DIR]
+    if not diff_ids:
+        (layers.root / EMPTY_DIR).mkdir(mode=0o755, exist_ok=True)
     if upper is None and len(lowers) < 2:
-        if lowers:
-            source = str(layers.root / lowers[0])
-        else:
-            empty = layers.root / EMPTY_DIR
-            empty.mkdir(mode=0o755, exist_ok=True)
-            source = str(empty)
-        return Mount(type="bind", source=source, target=str(target), options=("rbind", "ro"))
-    if not lowers:
-        empty = layers.root / EMPTY_DIR
-        empty.mkdir(mode=0o755, exist_ok=True)
-        lowers = [EMPTY_DIR]
+        return Mount(type="bind", source=str(layers.root / lowers[0]), target=str(target), options=("rbind", "ro"))
     options = ["lowerdir=" + ":".join(lowers)]
     if upper is not None:
         assert work is not None, "an overlay with an upper dir needs a work dir"
