@@ -12,6 +12,7 @@
     │   ├── TransportError          connection, TLS or DNS failure
     │   └── UnsupportedManifest     schema 1, unknown media types
     ├── PlatformMismatch            no manifest in an index fits the platform
+    ├── StepFailed                  a build's RUN step exited non-zero (CLI exit 1)
     ├── ContentError                content does not match what was promised
     │   ├── DigestMismatch          size or digest differs from the descriptor
     │   ├── InvalidDocument         a manifest, index or config is malformed
@@ -37,6 +38,7 @@ __all__ = [
     "TransportError",
     "UnsupportedManifest",
     "PlatformMismatch",
+    "StepFailed",
     "ContentError",
     "DigestMismatch",
     "InvalidDocument",
@@ -94,6 +96,11 @@ class UnsupportedManifest(RegistryError):
 
 class PlatformMismatch(PyboxError):
     pass
+
+
+class StepFailed(PyboxError):
+    # As docker build and buildah: the build failed, not pybox.
+    exit_code = 1
 
 
 class ContentError(PyboxError):

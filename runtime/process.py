@@ -104,6 +104,7 @@ class _Stdio:
     stdin_null: int | None = None
     tty_slave: int | None = None
     console: str | None = None  # the slave's path, bind-mounted at /dev/console
+    output: int | None = None  # where stdout and stderr go instead of the caller's
 
 
 def _attach_stdio(linux: Linux, stdio: _Stdio) -> None:
@@ -113,8 +114,12 @@ def _attach_stdio(linux: Linux, stdio: _Stdio) -> None:
         # The new session (setsid) takes the terminal as its controlling one.
         linux.set_controlling_terminal(0)
         os.close(stdio.tty_slave)
-    elif stdio.stdin_null is not None:
+        return
+    if stdio.stdin_null is not None:
         os.dup2(stdio.stdin_null, 0)
+    if stdio.output is not None:
+        os.dup2(stdio.output, 1)
+        os.dup2(stdio.output, 2)
 
 
 def _init(linux: Linux, spec: ContainerSpec, merged: Path, release_r: int, error_w: int, stdio: _Stdio,
@@ -233,6 +238,7 @@ def run_container(
     on_started: Callable[[int], None] = lambda pid: None,
     linux: Linux | None = None,
     seccomp_cache: Path | None = None,
+    output: int | None = None,
 ) -> Exit:
     """Run the container to its end; signals sent to pybox meanwhile go to it."""
     linux = linux or Linux()
@@ -249,9 +255,9 @@ def run_container(
         master, slave, console = open_pty()
         stdio = _Stdio(tty_slave=slave, console=console)
     elif not spec.process.stdin_open:
-        stdio = _Stdio(stdin_null=os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        stdio = _Stdio(stdin_null=os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), output=output)
     else:
-        stdio = _Stdio()
+        stdio = _Stdio(output=output)
     sys.stdout.flush()
     sys.stderr.flush()
 

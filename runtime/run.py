@@ -39,7 +39,7 @@ from pybox.store import Store
 from pybox.store.images import Image
 from pybox.store.mounts import rootfs_mount
 
-__all__ = ["RunResult", "run_image"]
+__all__ = ["Rootfs", "RunResult", "run_image", "run_rootfs"]
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,34 @@ def _without_mknod(security: Security) -> Security:
                    permitted=security.permitted - drop)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Rootfs:
+    """What a container runs on: an image in the store, or a build's layers so far."""
+
+    image_id: str
+    image_name: str
+    config: dict  # the image config's "config" object: Env, User, Cmd, Volumes, ...
+    diff_ids: tuple[str, ...]
+
+
 def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux | None = None) -> RunResult:
+    rootfs = Rootfs(image_id=image.id, image_name=(image.names or [image.id])[0], config=image.config.config,
+                    diff_ids=tuple(image.config.diff_ids))
+    return run_rootfs(store, rootfs, options, linux=linux)
+
+
+def run_rootfs(store: Store, source: Rootfs, options: RunOptions, *, linux: Linux | None = None,
+               keep_upper: Path | None = None, output: int | None = None) -> RunResult:
+    """Run a container on ``source`` to its end.
+
+    ``keep_upper``: where the container's upper dir (what it changed) is
+    moved when it ends, before the record goes (a build's RUN step packs it).
+    ``output``: a file descriptor for the container's stdout and stderr.
+    """
     container_id = new_id()
     network = _network(options.network)
-    plan = plan_process(image.config.config, options,
-                        lambda p: store.layers.read_file(image.config.diff_ids, p), container_id[:12])
+    diff_ids = list(source.diff_ids)
+    plan = plan_process(source.config, options, lambda p: store.layers.read_file(diff_ids, p), container_id[:12])
     limits = plan_limits(options)
     security = plan_security(options, plan.process.user.uid)
     requested = [parse_volume(v) for v in options.volumes] + [parse_mount(m) for m in options.mounts]
@@ -81,16 +104,16 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
     taken = {m.target for m in requested} | {t.target for t in tmpfs}
     # The image's VOLUMEs that nothing else covers get anonymous volumes (Docker).
     volume_mounts += [VolumeMount(name=None, target=os.path.normpath(path))
-                      for path in (image.config.config.get("Volumes") or {}) if os.path.normpath(path) not in taken]
+                      for path in (source.config.get("Volumes") or {}) if os.path.normpath(path) not in taken]
     rlimits = tuple(parse_ulimit(u) for u in options.ulimits)
     sysctls = tuple(parse_sysctl(x, network) for x in options.sysctls)
     devices = tuple(parse_device(d) for d in options.devices)
     shm_size = parse_bytes(options.shm_size, "--shm-size") if options.shm_size else DEFAULT_SHM_SIZE
     labels = parse_labels(options.labels)
 
-    config = {"Image": image.id, "ImageName": (image.names or [image.id])[0], "Args": list(plan.process.args),
-              "Layers": image.config.diff_ids, "Labels": {**(image.config.config.get("Labels") or {}), **labels},
-              "StopSignal": options.stop_signal or image.config.config.get("StopSignal") or "SIGTERM"}
+    config = {"Image": source.image_id, "ImageName": source.image_name, "Args": list(plan.process.args),
+              "Layers": diff_ids, "Labels": {**(source.config.get("Labels") or {}), **labels},
+              "StopSignal": options.stop_signal or source.config.get("StopSignal") or "SIGTERM"}
     volumes = VolumeStore(store)
     created_volumes: list[str] = []
     with store.lock():
@@ -108,7 +131,7 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
                 "/etc/hosts": str(record.write_file("hosts", hosts_file(plan.hostname, network))),
                 "/etc/resolv.conf": str(record.write_file("resolv.conf", resolv_conf(_host_resolv(), network))),
             }
-            rootfs = rootfs_mount(store.layers, image.config.diff_ids, record.merged,
+            rootfs = rootfs_mount(store.layers, diff_ids, record.merged,
                                   upper=record.upper, work=record.work)
             rootfs = overlay_options(rootfs)
             cgroup = open_cgroup(f"pybox/{container_id}")
@@ -130,7 +153,7 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
                 record.write_state(state)
 
             result = run_container(spec, record.merged, join_cgroup=cgroup.add_process, on_started=started,
-                                   linux=linux, seccomp_cache=store.root / "cache" / "seccomp")
+                                   linux=linux, seccomp_cache=store.root / "cache" / "seccomp", output=output)
             exit_code = result.code
             oom = cgroup.oom_killed()
             state.status, state.exit_code, state.oom_killed, state.finished = "exited", exit_code, oom, now()
@@ -139,6 +162,8 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
             if cgroup is not None:
                 cgroup.kill_all(signal.SIGKILL)
                 cgroup.destroy()
+            if keep_upper is not None and record.upper.is_dir():
+                os.rename(record.upper, keep_upper)
             if options.remove:
                 record.remove()
                 # --rm takes the container's anonymous volumes with it, as Docker's does.

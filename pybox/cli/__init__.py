@@ -1,14 +1,18 @@
 """Command line entry point.
 
-``pybox run`` takes a fast path that never imports typer: see
-:mod:`pybox.cli.run`. Everything else goes through the typer app.
+``pybox run`` and ``pybox build`` take a fast path that never imports
+typer: see :mod:`pybox.cli.run` and :mod:`pybox.cli.build`. Everything
+else goes through the typer app.
 """
 
 import sys
 
 
-def _fast_run(argv: list[str]) -> tuple[list[str], str | None, bool] | None:
-    """(run's arguments, --root, --debug) when the command is ``run``; None otherwise."""
+_FAST = ("run", "build")
+
+
+def _fast_path(argv: list[str]) -> tuple[str, list[str], str | None, bool] | None:
+    """(command, its arguments, --root, --debug) when the command is ``run`` or ``build``; None otherwise."""
     root, debug, i = None, False, 0
     while i < len(argv):
         arg = argv[i]
@@ -22,17 +26,22 @@ def _fast_run(argv: list[str]) -> tuple[list[str], str | None, bool] | None:
         else:
             break
         i += 1
-    if i < len(argv) and argv[i] == "run":
-        return argv[i + 1 :], root, debug
+    if i < len(argv) and argv[i] in _FAST:
+        return argv[i], argv[i + 1 :], root, debug
     return None
 
 
 def main() -> None:
-    fast = _fast_run(sys.argv[1:])
+    fast = _fast_path(sys.argv[1:])
     if fast is not None:
-        from pybox.cli.run import run_main
+        command, args, root, debug = fast
+        if command == "run":
+            from pybox.cli.run import run_main
 
-        run_main(*fast)
+            run_main(args, root, debug)
+        from pybox.cli.build import build_main
+
+        build_main(args, root, debug)
     from pybox.cli.app import run
 
     run()

@@ -1,4 +1,4 @@
-"""Container commands: run (its options are parsed in :mod:`pybox.cli.run`)."""
+"""Commands with parsers of their own: run (:mod:`pybox.cli.run`) and build (:mod:`pybox.cli.build`)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,15 @@ def run(ctx: typer.Context) -> None:
     raise typer.Exit(run_command(list(ctx.args)))
 
 
+def build(ctx: typer.Context) -> None:
+    """Build an image from a Containerfile (see 'pybox build --help')."""
+    from pybox.cli.build import build_command
+
+    raise typer.Exit(build_command(list(ctx.args)))
+
+
 def register(app: typer.Typer) -> None:
-    app.command(
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
-                          "allow_interspersed_args": False, "help_option_names": []},
-        add_help_option=False,
-    )(run)
+    settings = {"allow_extra_args": True, "ignore_unknown_options": True, "allow_interspersed_args": False,
+                "help_option_names": []}
+    app.command(context_settings=settings, add_help_option=False)(run)
+    app.command(context_settings=settings, add_help_option=False)(build)

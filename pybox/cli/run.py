@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 
+from pybox.cli.argparsing import ArgumentError, Parser
 from pybox.cli.common import configure, fail, guarded, install_signal_handlers, state
 
 __all__ = ["run_main", "parser"]
@@ -18,18 +19,8 @@ __all__ = ["run_main", "parser"]
 _USAGE = "pybox run [OPTIONS] IMAGE [COMMAND [ARG...]]"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        # argparse's own exit is status 2 with the usage; pybox's is one line and 125.
-        raise _UsageError(message)
-
-
-class _UsageError(Exception):
-    pass
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="pybox run", usage=_USAGE, add_help=False,
+    p = Parser(prog="pybox run", usage=_USAGE, add_help=False,
                 description="Run a command in a new container.")
     add = p.add_argument
     add("--help", action="help", help="Show this message and exit.")
@@ -94,7 +85,7 @@ def run_command(args: list[str]) -> int:
     """Parse ``pybox run``'s arguments and run the container; its exit status."""
     try:
         ns = parser().parse_args(args)
-    except _UsageError as e:
+    except ArgumentError as e:
         return fail(f"{e} (see 'pybox run --help')")
     from pybox.registry.ensure import ensure_image
     from pybox.runtime.run import run_image

@@ -1,0 +1,143 @@
+"""The steps that write a layer without a container: COPY, ADD and WORKDIR.
+
+Sources come from the build context or, for ``COPY --from``, from another
+stage's or image's merged filesystem. A source path is resolved inside its
+own root (context or image): a symlink that points at ``/etc/passwd``
+names the image's or the context's file, never the host's. The
+destination is looked up in the stage's layers the same way, so a COPY
+into a symlinked directory lands where the symlink leads, as in Docker.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pybox.builder.commit import commit_layer
+from pybox.builder.context import BuildContext
+from pybox.builder.copy import copy_into_layer, parse_chown
+from pybox.builder.ignore import IgnoreRules
+from pybox.builder.instructions import Add, Copy, InlineFile
+from pybox.builder.layerfs import lookup
+from pybox.builder.state import ImageState
+from pybox.errors import UsageError
+from pybox.runtime.layerview import with_layers_mounted
+from pybox.runtime.users import resolve_user
+from pybox.store import Store
+from pybox.store.fs import make_temp_name, remove_tree
+
+__all__ = ["CopySources", "copy_step", "make_workdir", "reader_of"]
+
+_URL_PREFIXES = ("http://", "https://", "git@", "git://")
+
+
+def reader_of(store: Store, state: ImageState) -> Callable[[str], str | None]:
+    """A text file of ``state``'s filesystem by path (passwd and group lookups)."""
+    def read(path: str) -> str | None:
+        data = store.layers.read_file(list(state.diff_ids), path)
+        return None if data is None else data.decode("utf-8", "replace")
+
+    return read
+
+
+@dataclass(frozen=True, kw_only=True)
+class CopySources:
+    """Where a COPY/ADD reads: the context, or (``--from``) another stage's or image's layers."""
+
+    context: BuildContext | None = None
+    image: ImageState | None = None
+
+
+def copy_step(store: Store, state: ImageState, instruction: Copy | Add, sources: CopySources,
+              inline: list[tuple[InlineFile, str]]) -> tuple[str, object]:
+    """Write the layer of ``instruction``; returns its (diff_id, descriptor).
+
+    ``inline`` holds the heredoc sources with their final (expanded) content.
+    """
+    is_add = isinstance(instruction, Add)
+    for source in instruction.sources:
+        if is_add and source.startswith(_URL_PREFIXES):
+            raise UsageError(f"ADD {source}: remote sources are not supported; download the file into the context")
+    chown = parse_chown(instruction.chown, reader_of(store, state)) if instruction.chown else None
+    workdir = state.config.get("WorkingDir") or "/"
+    layer_dirs = [store.layers.diff_path(d) for d in state.diff_ids]
+    dest = posixpath.join(workdir, instruction.dest)
+    found = lookup(layer_dirs, dest)
+    marked_dir = instruction.dest.endswith("/") or instruction.dest in (".", "")
+    resolved_dest = found.path + ("/" if marked_dir and found.path != "/" else "")
+    layer = make_temp_name(store.tmp_dir, "copy")
+    layer.mkdir()
+    scratch = make_temp_name(store.tmp_dir, "heredoc")
+    try:
+        named = _inline_files(scratch, inline)
+
+        def copy(root: Path | None) -> None:
+            found_sources = _resolve_sources(instruction, sources, root) + named
+            if not found_sources:
+                raise UsageError("no source files were specified")
+            copy_into_layer(sources=found_sources, dest=resolved_dest, workdir="/", layer=layer, chown=chown,
+                            chmod=instruction.chmod, extract_archives=is_add, dest_is_dir_in_image=found.is_dir)
+
+        if sources.image is not None:
+            with_layers_mounted(store, list(sources.image.diff_ids), copy)
+        else:
+            copy(None)
+        return commit_layer(store, layer)
+    finally:
+        remove_tree(layer)
+        remove_tree(scratch)
+
+
+def _inline_files(scratch: Path, inline: list[tuple[InlineFile, str]]) -> list[tuple[str, Path]]:
+    out = []
+    for doc, content in inline:
+        scratch.mkdir(exist_ok=True)
+        path = scratch / doc.name
+        path.write_text(content, encoding="utf-8", errors="surrogateescape")
+        os.chmod(path, 0o644)
+        out.append((doc.name, path))
+    return out
+
+
+def _resolve_sources(instruction: Copy | Add, sources: CopySources, image_root: Path | None) -> list[tuple[str, Path]]:
+    if image_root is not None:
+        ctx = BuildContext(root=image_root, rules=IgnoreRules())
+    else:
+        assert sources.context is not None
+        ctx = sources.context
+    out = []
+    for source in instruction.sources:
+        for path in ctx.select(source):
+            resolved = lookup([ctx.root], "/" + path)
+            if resolved.mode is None:
+                raise UsageError(f"COPY failed: {source}: {path} is a symlink that leads nowhere in its root")
+            out.append((path, ctx.root / resolved.path.lstrip("/")))
+    return out
+
+
+def make_workdir(store: Store, state: ImageState, path: str) -> tuple[str, object] | None:
+    """The layer that creates WORKDIR ``path`` (owned by USER, as BuildKit's mkdir), or None if it exists."""
+    layer_dirs = [store.layers.diff_path(d) for d in state.diff_ids]
+    found = lookup(layer_dirs, path)
+    if found.is_dir:
+        return None
+    uid = gid = 0
+    if state.config.get("User"):
+        user = resolve_user(state.config["User"], (), reader_of(store, state))
+        uid, gid = user.uid, user.gid
+    layer = make_temp_name(store.tmp_dir, "workdir")
+    try:
+        current = layer
+        for part in found.path.strip("/").split("/"):
+            current = current / part
+            known = lookup(layer_dirs, "/" + str(current.relative_to(layer)))
+            current.mkdir(mode=0o755, parents=True, exist_ok=True)
+            os.chmod(current, 0o755)
+            if not known.is_dir:
+                os.chown(current, uid, gid)
+        return commit_layer(store, layer)
+    finally:
+        remove_tree(layer)

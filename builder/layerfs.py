@@ -1,0 +1,109 @@
+"""Looking up a path in a stack of layer directories, as the merged overlay would show it.
+
+COPY and WORKDIR need to know whether a destination exists in the image
+and what it is, and where its symlinks lead, without mounting anything:
+a cached or metadata-only step must stay cheap. The layers are searched
+top down; an overlay whiteout (char device 0/0) hides what is below, an
+opaque directory hides the lower layers' entries inside it. Symlinks are
+resolved inside the image (an absolute target starts again at the image
+root, ``..`` stops at it), never on the host.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Found", "lookup"]
+
+# Linux's MAXSYMLINKS.
+_MAX_LINKS = 40
+_OPAQUE = "trusted.overlay.opaque"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Found:
+    """``path`` with its symlinks resolved in the image, and the final entry's mode (None: absent)."""
+
+    path: str
+    mode: int | None
+
+    @property
+    def is_dir(self) -> bool:
+        return self.mode is not None and stat.S_ISDIR(self.mode)
+
+
+def lookup(layer_dirs: list[Path], path: str, *, follow: bool = True) -> Found:
+    """Resolve absolute ``path`` in the image made of ``layer_dirs`` (bottom first).
+
+    Symlinks in the parents are always followed; the last component only
+    with ``follow``. A missing component ends the walk: the rest is joined
+    as written and ``mode`` is None.
+    """
+    pending = [p for p in path.split("/") if p and p != "."]
+    pending.reverse()
+    resolved: list[str] = []
+    links = 0
+    while pending:
+        part = pending.pop()
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = "/" + "/".join([*resolved, part])
+        mode, target = _top_entry(layer_dirs, candidate)
+        if mode is None:
+            return Found(path=posixpath.join(candidate, *reversed(pending)), mode=None)
+        if stat.S_ISLNK(mode) and (pending or follow):
+            links += 1
+            if links > _MAX_LINKS:
+                return Found(path=candidate, mode=None)
+            assert target is not None
+            if target.startswith("/"):
+                resolved = []
+            pending.extend(reversed([p for p in target.split("/") if p and p != "."]))
+            continue
+        resolved.append(part)
+        if not pending:
+            return Found(path=candidate, mode=mode)
+    return Found(path="/", mode=stat.S_IFDIR | 0o755)
+
+
+def _top_entry(layer_dirs: list[Path], path: str) -> tuple[int | None, str | None]:
+    """The mode (and link target) of ``path`` in the topmost layer that decides it."""
+    relative = path.lstrip("/")
+    for layer in reversed(layer_dirs):
+        full = layer / relative
+        try:
+            st = os.lstat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            if _hidden_below(layer, relative):
+                return None, None
+            continue
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return None, None  # a whiteout
+        return st.st_mode, (os.readlink(full) if stat.S_ISLNK(st.st_mode) else None)
+    return None, None
+
+
+def _hidden_below(layer: Path, relative: str) -> bool:
+    """Whether a parent of ``relative`` in ``layer`` hides the lower layers: opaque, a whiteout or not a dir."""
+    parent = posixpath.dirname(relative)
+    while parent:
+        full = layer / parent
+        parent = posixpath.dirname(parent)
+        try:
+            st = os.lstat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            return True
+        try:
+            if os.getxattr(full, _OPAQUE, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            pass
+    return False
