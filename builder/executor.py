@@ -190,23 +190,25 @@ class _Build:
 
     def _build_stage(self, stage: Stage) -> ImageState:
         label = stage.name or f"stage-{stage.index}"
-        total = 1 + sum(isinstance(i, _SHOWN) for i in stage.instructions)
         base = self._located(stage.base, lambda: stage.base.expand(self._global_expander()))
         if not base.image:
             raise ContainerfileError(f"base name ({stage.base.image}) should not be blank", self.filename,
                                      stage.base.line)
         started = time.monotonic()
-        self.reporter.step(f"{label} 1/{total}", f"FROM {base.image}")
         state = self._located(base, lambda: self._base_state(stage, base))
-        self.reporter.finish(cached=False, seconds=time.monotonic() - started)
-        run = _StageRun(stage=stage, label=label, total=total, state=state, scope=Scope())
-        triggers = state.config.get("OnBuild") or []
+        resolved = time.monotonic() - started
+        triggers = self._located(base, lambda: self._triggers(state, base))
         if triggers:
-            run.state = state.with_config(OnBuild=None)
-            for trigger in triggers:
-                self._trigger(run, trigger, stage.base)
-        for instruction in stage.instructions:
-            self._located(instruction, lambda: self._step(run, instruction))
+            state = state.with_config(OnBuild=None)
+        instructions = [*triggers, *stage.instructions]
+        total = 1 + sum(isinstance(i, _SHOWN) for i in instructions)
+        self.reporter.step(f"{label} 1/{total}", f"FROM {base.image}")
+        self.reporter.finish(cached=False, seconds=resolved)
+        run = _StageRun(stage=stage, label=label, total=total, state=state, scope=Scope())
+        for instruction in instructions:
+            # A trigger's errors point at the FROM that fired it.
+            where = stage.base if instruction in triggers else instruction
+            self._located(where, lambda: self._step(run, instruction))
         return run.state
 
     def _base_state(self, stage: Stage, base: From) -> ImageState:
@@ -235,18 +237,17 @@ class _Build:
             author=config.raw.get("author", "") or "",
         )
 
-    def _trigger(self, run: _StageRun, trigger: str, base: From) -> None:
-        """An ONBUILD trigger of the base image, run as if written after FROM."""
+    def _triggers(self, state: ImageState, base: From) -> list[Instruction]:
+        """The base image's ONBUILD triggers, to run as if written after FROM."""
         where = f"ONBUILD trigger of {base.image}"
-        try:
-            nodes = parse(trigger, filename=where).nodes
-            for node in nodes:
+        out: list[Instruction] = []
+        for trigger in state.config.get("OnBuild") or []:
+            for node in parse(trigger, filename=where).nodes:
                 instruction = from_node(node, filename=where)
                 if isinstance(instruction, From):
                     raise ContainerfileError("FROM isn't allowed as an ONBUILD trigger", where, node.start_line)
-                self._step(run, instruction)
-        except ContainerfileError as e:
-            raise ContainerfileError(f"{e} (triggered by FROM {base.image})", self.filename, base.line) from e
+                out.append(instruction)
+        return out
 
     # --- one step ---------------------------------------------------------------
 
@@ -260,12 +261,13 @@ class _Build:
             instruction = instruction.expand(expand)
         args_used = {k: v for k, v in run.scope.set().items()
                      if k in used and k not in run.state.env and k not in PROXY_ARGS}
+        # Prepared first: a COPY --from builds the stage it needs before its own line is shown.
+        action, doc, args_used, extra = self._prepare(run, instruction, args_used)
         shown = isinstance(instruction, _SHOWN)
         if shown:
             run.shown += 1
             self.reporter.step(f"{run.label} {run.shown}/{run.total}", instruction.original)
         started = time.monotonic()
-        action, doc, args_used, extra = self._prepare(run, instruction, args_used)
         key = cache_key(run.state, doc, args_used, extra)
         cached = None if self.options.no_cache else self.cache.get(key, run.state)
         if cached is None:

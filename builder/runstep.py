@@ -12,15 +12,19 @@ overrides; network is the host's until pybox has bridge networking.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from pybox.builder.commit import commit_layer
 from pybox.builder.instructions import Run
+from pybox.builder.layerfs import lookup
 from pybox.builder.metadata import shell_of
 from pybox.builder.parser import parse_heredoc
 from pybox.builder.state import ImageState
 from pybox.errors import StepFailed, UsageError
 from pybox.image import Descriptor
+from pybox.runtime.rootfs import MOUNT_POINTS
 from pybox.runtime.run import Rootfs, run_rootfs
 from pybox.runtime.runconfig import RunOptions
 from pybox.store import Store
@@ -91,8 +95,48 @@ def run_step(store: Store, state: ImageState, plan: RunPlan, build_env: dict[str
         if result.exit_code != 0:
             shown = " ".join(plan.argv)
             raise StepFailed(f"{where}: RUN {shown}: the command exited with code {result.exit_code}")
+        _remove_mount_points(upper, [store.layers.diff_path(d) for d in state.diff_ids])
         return commit_layer(store, upper)
     finally:
         remove_tree(upper)
         remove_tree(scratch)
 
+
+
+def _remove_mount_points(upper: Path, lower_dirs: list[Path]) -> None:
+    """Drop what the runtime created only to mount over (BuildKit's mount stubs), and parents made for them.
+
+    A mount point that the image lacked and the command left empty is not
+    the command's work; left in, every first RUN would add /proc, /sys and
+    empty /etc/hosts files to the image. A parent that was only copied up
+    to hold such a stub (``/etc``) goes too, once empty.
+    """
+    for point in MOUNT_POINTS:
+        if lookup(lower_dirs, point, follow=False).mode is not None:
+            continue
+        path = point
+        while path != "/" and _remove_stub(upper / path.lstrip("/"), lookup(lower_dirs, path, follow=False).mode):
+            path = os.path.dirname(path)
+
+
+def _remove_stub(full: Path, lower_mode: int | None) -> bool:
+    try:
+        st = os.lstat(full)
+        if stat.S_ISDIR(st.st_mode):
+            if lower_mode is not None and (lower_mode != st.st_mode or _is_opaque(full)):
+                return False
+            os.rmdir(full)  # fails unless empty
+        elif stat.S_ISREG(st.st_mode) and st.st_size == 0 and lower_mode is None:
+            os.unlink(full)
+        else:
+            return False
+    except OSError:
+        return False
+    return True
+
+
+def _is_opaque(path: Path) -> bool:
+    try:
+        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+    except OSError:
+        return False

@@ -33,7 +33,7 @@ from pybox.runtime.mounts import perform
 from pybox.runtime.spec import BindMount, ContainerSpec
 from pybox.store.mounts import Mount
 
-__all__ = ["MASKED_PATHS", "READONLY_PATHS", "DEVICES", "prepare_rootfs", "pivot"]
+__all__ = ["MASKED_PATHS", "MOUNT_POINTS", "READONLY_PATHS", "DEVICES", "prepare_rootfs", "pivot"]
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -52,6 +52,8 @@ MASKED_PATHS = (
     "/sys/firmware",
     "/sys/devices/virtual/powercap",
 )
+# What every container mounts over; created in its upper dir when the image lacks them.
+MOUNT_POINTS = ("/proc", "/dev", "/sys", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
