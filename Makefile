@@ -1,7 +1,7 @@
 # Everything a fresh Debian/Ubuntu machine needs, installed on demand (run as root).
 PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 VENV := .venv
-DEB_PACKAGES := python3-venv docker-registry skopeo umoci busybox-static tini
+DEB_PACKAGES := python3-venv docker-registry skopeo umoci busybox-static tini buildah runc
 PYTEST_ARGS ?=
 
 .PHONY: all deps venv test demo clean

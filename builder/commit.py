@@ -15,7 +15,6 @@ import stat
 from pathlib import Path
 
 from pybox import reference
-from pybox.builder.layers import pack_layer
 from pybox.builder.state import ImageState, config_document, layer_descriptor
 from pybox.image import MT, Descriptor, digest_hex
 from pybox.store import Store
@@ -34,6 +33,9 @@ def commit_layer(store: Store, tree: Path) -> tuple[str, Descriptor]:
 
     Returns the diff_id and the compressed blob's descriptor.
     """
+    # tarfile and zlib are for builds that make a layer, not for cached ones.
+    from pybox.builder.layers import pack_layer
+
     try:
         size = _prepare(tree)
         blob_tmp = make_temp_name(store.tmp_dir, "blob")

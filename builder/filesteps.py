@@ -16,16 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pybox.builder.commit import commit_layer
 from pybox.builder.context import BuildContext
-from pybox.builder.copy import copy_into_layer, parse_chown
 from pybox.builder.ignore import IgnoreRules
 from pybox.builder.instructions import Add, Copy, InlineFile
 from pybox.builder.layerfs import lookup
 from pybox.builder.state import ImageState
 from pybox.errors import UsageError
-from pybox.runtime.layerview import with_layers_mounted
-from pybox.runtime.users import resolve_user
 from pybox.store import Store
 from pybox.store.fs import make_temp_name, remove_tree
 
@@ -57,6 +53,11 @@ def copy_step(store: Store, state: ImageState, instruction: Copy | Add, sources:
 
     ``inline`` holds the heredoc sources with their final (expanded) content.
     """
+    # Imported when a step runs: a cached build needs none of the copying machinery.
+    from pybox.builder.commit import commit_layer
+    from pybox.builder.copy import copy_into_layer, parse_chown
+    from pybox.runtime.layerview import with_layers_mounted
+
     is_add = isinstance(instruction, Add)
     for source in instruction.sources:
         if is_add and source.startswith(_URL_PREFIXES):
@@ -120,6 +121,9 @@ def _resolve_sources(instruction: Copy | Add, sources: CopySources, image_root: 
 
 def make_workdir(store: Store, state: ImageState, path: str) -> tuple[str, object] | None:
     """The layer that creates WORKDIR ``path`` (owned by USER, as BuildKit's mkdir), or None if it exists."""
+    from pybox.builder.commit import commit_layer
+    from pybox.runtime.users import resolve_user
+
     layer_dirs = [store.layers.diff_path(d) for d in state.diff_ids]
     found = lookup(layer_dirs, path)
     if found.is_dir:

@@ -16,7 +16,6 @@ import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pybox.builder.commit import commit_layer
 from pybox.builder.instructions import Run
 from pybox.builder.layerfs import lookup
 from pybox.builder.metadata import shell_of
@@ -24,9 +23,6 @@ from pybox.builder.parser import parse_heredoc
 from pybox.builder.state import ImageState
 from pybox.errors import StepFailed, UsageError
 from pybox.image import Descriptor
-from pybox.runtime.rootfs import MOUNT_POINTS
-from pybox.runtime.run import Rootfs, run_rootfs
-from pybox.runtime.runconfig import RunOptions
 from pybox.store import Store
 from pybox.store.fs import make_temp_name, remove_tree
 
@@ -76,6 +72,11 @@ def run_step(store: Store, state: ImageState, plan: RunPlan, build_env: dict[str
     ``build_env`` holds the build args for the environment; ``where`` is
     ``FILE:LINE`` for the error of a failing command.
     """
+    # The runtime is imported only when a step runs: a cached build never needs it.
+    from pybox.builder.commit import commit_layer
+    from pybox.runtime.run import Rootfs, run_rootfs
+    from pybox.runtime.runconfig import RunOptions
+
     image_env = state.env
     extra = tuple(f"{k}={v}" for k, v in build_env.items() if k not in image_env)
     config = {key: state.config[key] for key in ("Env", "User", "WorkingDir") if state.config.get(key)}
@@ -111,6 +112,8 @@ def _remove_mount_points(upper: Path, lower_dirs: list[Path]) -> None:
     empty /etc/hosts files to the image. A parent that was only copied up
     to hold such a stub (``/etc``) goes too, once empty.
     """
+    from pybox.runtime.rootfs import MOUNT_POINTS
+
     for point in MOUNT_POINTS:
         if lookup(lower_dirs, point, follow=False).mode is not None:
             continue

@@ -1,9 +1,10 @@
 #!/bin/bash
 # The README demo: a registry on loopback, a busybox image made by umoci and
-# skopeo, then pybox pull -> images -> inspect -> image mount -> run.
+# skopeo, then pybox pull -> images -> inspect -> image mount -> run -> build.
 set -euo pipefail
 
-PYBOX="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/pybox"
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+PYBOX="$REPO/.venv/bin/pybox"
 WORK="$(mktemp -d /tmp/pybox-demo.XXXXXX)"
 REGISTRY_PID=""
 MOUNTED=""
@@ -65,3 +66,11 @@ step pybox run --rm --memory 32m "127.0.0.1:$PORT/demo/busybox" cat /sys/fs/cgro
 "$PYBOX" run --rm --memory 32m "127.0.0.1:$PORT/demo/busybox" cat /sys/fs/cgroup/memory/memory.limit_in_bytes
 step pybox system df
 "$PYBOX" system df
+WEB="$REPO/Containerfiles/web"
+step pybox build --build-arg BASE="127.0.0.1:$PORT/demo/busybox" -t demo/web "$WEB"
+"$PYBOX" build --build-arg BASE="127.0.0.1:$PORT/demo/busybox" -t demo/web "$WEB"
+step pybox history demo/web
+"$PYBOX" history demo/web
+# The container has its own network namespace: the server and the client both use its loopback.
+step pybox run --rm demo/web sh -c "httpd -p 127.0.0.1:8080 -h /srv/www; sleep 0.3; wget -qO- http://127.0.0.1:8080/"
+"$PYBOX" run --rm demo/web sh -c "httpd -p 127.0.0.1:8080 -h /srv/www; sleep 0.3; wget -qO- http://127.0.0.1:8080/"
