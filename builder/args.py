@@ -80,7 +80,8 @@ class BuildArgs:
         return found
 
     def unused(self) -> list[str]:
-        return sorted(set(self.given) - self.consumed)
+        # The proxy names need no ARG: they are never "unused".
+        return sorted(set(self.given) - self.consumed - PROXY_ARGS)
 
 
 @dataclass

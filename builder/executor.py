@@ -48,7 +48,7 @@ from pybox.builder.runstep import plan_run, run_step
 from pybox.builder.shell import Lex
 from pybox.builder.state import ImageState, history_entry
 from pybox.errors import NotFound, UsageError
-from pybox.image import Platform
+from pybox.image import MT, Descriptor, Platform
 from pybox.store import Store
 
 __all__ = ["BuildOptions", "BuildResult", "Reporter", "build"]
@@ -232,7 +232,7 @@ class _Build:
             platform=Platform.from_dict(config.raw),
             config=copy.deepcopy(config.config),
             diff_ids=tuple(config.diff_ids),
-            layers=tuple(image.manifest.layers),
+            layers=tuple(_oci_layer(layer) for layer in image.manifest.layers),
             history=tuple(copy.deepcopy(config.history)),
             author=config.raw.get("author", "") or "",
         )
@@ -408,6 +408,15 @@ def _json_ready(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_ready(v) for v in value]
     return value
+
+
+# The same bytes under OCI's names: a built image's manifest is OCI, whatever its base's was.
+_OCI_LAYER_TYPES = {MT.DOCKER_LAYER: MT.OCI_LAYER_GZIP}
+
+
+def _oci_layer(layer: Descriptor) -> Descriptor:
+    media_type = _OCI_LAYER_TYPES.get(layer.media_type, layer.media_type)
+    return dataclasses.replace(layer, media_type=media_type, annotations=dict(layer.annotations))
 
 
 def _run_history(argv: tuple[str, ...], args: dict[str, str]) -> str:
