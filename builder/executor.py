@@ -47,7 +47,7 @@ from pybox.builder.parser import ContainerfileError, parse
 from pybox.builder.runstep import plan_run, run_step
 from pybox.builder.shell import Lex
 from pybox.builder.state import ImageState, history_entry
-from pybox.errors import NotFound, UsageError
+from pybox.errors import PyboxError, StepFailed, UsageError
 from pybox.image import MT, Descriptor, Platform
 from pybox.store import Store
 
@@ -378,14 +378,16 @@ class _Build:
         return expand
 
     def _located(self, instruction: Instruction, fn: Callable[[], Any]) -> Any:
-        """``fn()``, with a usage error it raises prefixed by ``FILE:LINE`` of ``instruction``."""
+        """``fn()``, with an error it raises prefixed by ``FILE:LINE`` of ``instruction`` (once)."""
         try:
             return fn()
         except ContainerfileError as e:
             if e.file:
                 raise
             raise ContainerfileError(e.message, self.filename, instruction.line) from None
-        except (UsageError, NotFound) as e:
+        except StepFailed:
+            raise
+        except PyboxError as e:
             if not getattr(e, "located", False):
                 e.args = (f"{self.filename}:{instruction.line}: {e}",)
                 e.located = True  # type: ignore[attr-defined]

@@ -145,7 +145,9 @@ def history(
     body = []
     for r in rows:
         ident = r.image if no_trunc or r.image == "<missing>" else r.image.removeprefix("sha256:")[:12]
-        created_by = r.created_by if no_trunc else truncate(r.created_by, 45)
+        # A heredoc's lines would break the table's rows.
+        one_line = " ".join(r.created_by.split("\n")).strip()
+        created_by = one_line if no_trunc else truncate(one_line, 45)
         body.append([ident, human_age(r.created), created_by, human_size(r.size), r.comment])
     print(table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], body))
 
