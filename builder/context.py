@@ -174,6 +174,10 @@ class BuildContext:
             and next(self._children(path), None) is not None
         )
 
+    def visible_host_path(self, host: Path) -> bool:
+        """Whether the host path ``host``, below the root, is part of the context (the ignore rules)."""
+        return self._visible(host.relative_to(self.root).as_posix())
+
     def _inside(self, path: str) -> bool:
         """True when no symbolic link among ``path``'s parents leads out of the context."""
         root = os.path.realpath(self.root)

@@ -153,6 +153,7 @@ def copy_into_layer(
     chmod: str | None,
     extract_archives: bool,
     dest_is_dir_in_image: bool,
+    visible: Callable[[Path], bool] | None = None,
 ) -> None:
     """Write what COPY/ADD ``sources`` to ``dest`` produce into the empty directory ``layer``.
 
@@ -160,6 +161,8 @@ def copy_into_layer(
     already expanded. ``extract_archives`` is ADD's: a tar source is
     extracted instead of copied. ``dest_is_dir_in_image``: ``dest`` is a
     directory in the stage's filesystem, so sources go inside it.
+    ``visible(host_path)`` says whether an entry inside a copied directory
+    is part of the sources at all (the context's ignore rules).
     """
     if not sources:
         raise UsageError("COPY/ADD needs at least one source")
@@ -172,7 +175,7 @@ def copy_into_layer(
     # The destination directory is this copy's own (so --chown's) unless the
     # image has it; the layer root is never changed.
     owns_dest = not dest_is_dir_in_image and dest_path != "/"
-    copier = _Copier(chown, mode_change)
+    copier = _Copier(chown, mode_change, visible)
     for name, host in sources:
         # Docker follows a source symlink given by name (or glob) at the top level.
         real = Path(os.path.realpath(host))
@@ -247,9 +250,11 @@ class _Copier:
     as with fsutil's copy.
     """
 
-    def __init__(self, chown: tuple[int, int] | None, chmod: ModeChange | None) -> None:
+    def __init__(self, chown: tuple[int, int] | None, chmod: ModeChange | None,
+                 visible: Callable[[Path], bool] | None = None) -> None:
         self._chown = chown
         self._chmod = chmod
+        self._visible = visible
         self._links: dict[tuple[int, int], Path] = {}
 
     def contents(self, src: Path, dst: Path) -> None:
@@ -257,7 +262,9 @@ class _Copier:
         with os.scandir(src) as it:
             entries = sorted(it, key=lambda e: e.name)
         for entry in entries:
-            self.node(Path(entry.path), entry.stat(follow_symlinks=False), dst / entry.name)
+            path = Path(entry.path)
+            if self._visible is None or self._visible(path):
+                self.node(path, entry.stat(follow_symlinks=False), dst / entry.name)
 
     def node(self, src: Path, st: os.stat_result, dst: Path) -> None:
         """Copy ``src`` (not followed; ``st`` is its lstat) to ``dst``, replacing what is there."""

@@ -48,7 +48,7 @@ from pybox.builder.runstep import plan_run, run_step
 from pybox.builder.shell import Lex
 from pybox.builder.state import ImageState, history_entry
 from pybox.errors import PyboxError, StepFailed, UsageError
-from pybox.image import MT, Descriptor, Platform
+from pybox.image import DEFAULT_PATH, MT, Descriptor, Platform
 from pybox.store import Store
 
 __all__ = ["BuildOptions", "BuildResult", "Reporter", "build"]
@@ -120,6 +120,8 @@ class _Build:
         self.options = options
         self.reporter = reporter
         self.filename = options.containerfile.name
+        # A bad -t fails before anything is built, not after.
+        self.names = tuple(_normalized(t) for t in options.tags)
         try:
             text = options.containerfile.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
@@ -150,10 +152,9 @@ class _Build:
             self.reporter.warn(f"build args not consumed by any ARG: {', '.join(unused)}")
         started = time.monotonic()
         self.reporter.step("", "exporting to image")
-        image_id, manifest_digest = commit_image(self.store, state, list(self.options.tags))
+        image_id, manifest_digest = commit_image(self.store, state, list(self.names))
         self.reporter.finish(cached=False, seconds=time.monotonic() - started)
-        names = tuple(_normalized(t) for t in self.options.tags)
-        return BuildResult(image_id=image_id, manifest_digest=manifest_digest, names=names)
+        return BuildResult(image_id=image_id, manifest_digest=manifest_digest, names=self.names)
 
     def _target(self) -> Stage:
         if self.options.target is None:
@@ -213,10 +214,13 @@ class _Build:
 
     def _base_state(self, stage: Stage, base: From) -> ImageState:
         if base.image == "scratch":
-            return ImageState(platform=self._platform(base))
+            # BuildKit's empty image: a default PATH and / as working directory.
+            config = {"Env": [f"PATH={DEFAULT_PATH}"], "WorkingDir": "/"}
+            return ImageState(platform=self._platform(base), config=config)
         earlier = self._stage_by_name(base.image, before=stage.index)
         if earlier is not None:
-            return self._stage_result(earlier.index, base)
+            # "CMD was set in this stage" is the earlier stage's, not this one's.
+            return dataclasses.replace(self._stage_result(earlier.index, base), cmd_set=False)
         return self._image_state(base.image, self._platform(base))
 
     def _platform(self, base: From) -> Platform:

@@ -79,8 +79,10 @@ def copy_step(store: Store, state: ImageState, instruction: Copy | Add, sources:
             found_sources = _resolve_sources(instruction, sources, root) + named
             if not found_sources:
                 raise UsageError("no source files were specified")
+            visible = sources.context.visible_host_path if sources.context is not None else None
             copy_into_layer(sources=found_sources, dest=resolved_dest, workdir="/", layer=layer, chown=chown,
-                            chmod=instruction.chmod, extract_archives=is_add, dest_is_dir_in_image=found.is_dir)
+                            chmod=instruction.chmod, extract_archives=is_add, dest_is_dir_in_image=found.is_dir,
+                            visible=visible)
 
         if sources.image is not None:
             with_layers_mounted(store, list(sources.image.diff_ids), copy)

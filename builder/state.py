@@ -55,8 +55,9 @@ class ImageState:
         return out
 
     def identity(self) -> str:
+        # cmd_set counts: ENTRYPOINT's result depends on it.
         doc = {"diff_ids": list(self.diff_ids), "config": self.config, "platform": str(self.platform),
-               "author": self.author}
+               "author": self.author, "cmd_set": self.cmd_set}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
     def with_config(self, **changes: Any) -> ImageState:

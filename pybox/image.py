@@ -18,6 +18,7 @@ from typing import Any
 from pybox.errors import DigestMismatch, InvalidDocument, UnsupportedManifest
 
 __all__ = [
+    "DEFAULT_PATH",
     "MT",
     "MANIFEST_TYPES",
     "INDEX_TYPES",
@@ -33,6 +34,10 @@ __all__ = [
     "parse_manifest_or_index",
     "parse_config",
 ]
+
+
+# The PATH Docker and BuildKit give a container or image whose environment has none.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class MT:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pybox.errors import UsageError
+from pybox.image import DEFAULT_PATH
 from pybox.runtime.capabilities import resolve, security_for
 from pybox.runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY
 from pybox.runtime.spec import (
@@ -59,8 +60,6 @@ __all__ = [
 TINI = "/usr/bin/tini-static"
 INIT_PATH = "/sbin/docker-init"
 
-# What Docker puts in PATH when the image's environment has none.
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True, kw_only=True)
