@@ -36,26 +36,11 @@ declare -A RESULTS=([cached]=$W/cached.tsv [nocache]=$W/nocache.tsv)
 WARMUP=$W/warmup.tsv
 : > "${RESULTS[cached]}"; : > "${RESULTS[nocache]}"; : > "$WARMUP"
 
-# As in run.sh: pybox runs without PYTHONDONTWRITEBYTECODE (this environment
-# sets it), after one compileall, as a normal install has bytecode caches.
-NOPYC=(env -u PYTHONDONTWRITEBYTECODE)
+# pybox's RUN containers get cgroups too; those present before the start
+# belong to someone else.
+bench_pybox_cgroups > "$W/cgroups.before"
 
-# pybox's RUN containers get cgroups <hierarchy>/pybox/<id> (see run.sh);
-# those present before the start belong to someone else.
-pybox_cgroups() {
-    find /sys/fs/cgroup/*/pybox /sys/fs/cgroup/pybox -mindepth 1 -maxdepth 1 -type d 2>/dev/null \
-        | sort || true
-}
-pybox_cgroups > "$W/cgroups.before"
-
-bench_log "compiling bytecode (untimed)"
-SRC=()
-for dir in pybox registry runtime builder; do
-    if [ -d "$REPO/$dir" ]; then SRC+=("$REPO/$dir"); fi
-done
-SITE=$("${NOPYC[@]}" "$VENV_PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-"${NOPYC[@]}" "$VENV_PY" -m compileall -q "${SRC[@]}" "$SITE" >/dev/null ||
-    bench_log "compileall reported errors (a file being edited?); its modules compile at each start"
+bench_compile "$REPO" "$VENV_PY"
 
 # --- base image, registry, one pull by each tool (all untimed) --------------
 
@@ -183,7 +168,7 @@ done
 left=$(bench_mounts_under "$W")
 [ -z "$left" ] || bench_die "mounts left behind under $W: $left"
 for _ in $(seq 50); do
-    leaked=$(comm -13 "$W/cgroups.before" <(pybox_cgroups))
+    leaked=$(comm -13 "$W/cgroups.before" <(bench_pybox_cgroups))
     [ -n "$leaked" ] || break
     sleep 0.1
 done

@@ -358,3 +358,29 @@ EOF
     export CONTAINERS_REGISTRIES_CONF=$dir/registries.conf
     export CONTAINERS_STORAGE_CONF=$dir/storage.conf
 }
+
+# This environment sets PYTHONDONTWRITEBYTECODE=1: a pybox started with it
+# cannot cache what it compiles. A normal install has bytecode caches, so
+# pybox (and the reference Python) run without it, after one compileall.
+NOPYC=(env -u PYTHONDONTWRITEBYTECODE)
+
+# bench_compile REPO VENV_PY: byte-compile pybox's sources and the venv's
+# packages once, untimed.
+bench_compile() {
+    local repo=$1 py=$2 dir site
+    local src=()
+    bench_log "compiling bytecode (untimed)"
+    for dir in pybox registry runtime builder; do
+        if [ -d "$repo/$dir" ]; then src+=("$repo/$dir"); fi
+    done
+    site=$("${NOPYC[@]}" "$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    "${NOPYC[@]}" "$py" -m compileall -q "${src[@]}" "$site" >/dev/null ||
+        bench_log "compileall reported errors (a file being edited?); its modules compile at each start"
+}
+
+# bench_pybox_cgroups: pybox's cgroups, <hierarchy>/pybox/<id> (v1 and
+# hybrid: one per controller mount; v2: /sys/fs/cgroup/pybox/<id>), sorted.
+bench_pybox_cgroups() {
+    find /sys/fs/cgroup/*/pybox /sys/fs/cgroup/pybox -mindepth 1 -maxdepth 1 -type d 2>/dev/null \
+        | sort || true
+}

@@ -33,31 +33,13 @@ REFERENCE=$W/reference.tsv   # bare `python -c pass`, the venv's and Debian's, o
 WARMUP=$W/warmup.tsv         # one untimed run of each tool before the rounds
 : > "$RESULTS"; : > "$REFERENCE"; : > "$WARMUP"
 
-# This environment sets PYTHONDONTWRITEBYTECODE=1: a pybox started with it
-# cannot cache what it compiles. A normal install has bytecode caches, so
-# pybox (and the reference Python) run without it, after one compileall.
-NOPYC=(env -u PYTHONDONTWRITEBYTECODE)
-
-# pybox's cgroups are <hierarchy>/pybox/<id> (v1 and hybrid: one per
-# controller mount; v2: /sys/fs/cgroup/pybox/<id>).
-pybox_cgroups() {
-    find /sys/fs/cgroup/*/pybox /sys/fs/cgroup/pybox -mindepth 1 -maxdepth 1 -type d 2>/dev/null \
-        | sort || true
-}
-# Those present before the start belong to someone else (another session's
+# Cgroups present before the start belong to someone else (another session's
 # container, running or leaked); the end-of-run check ignores them.
-pybox_cgroups > "$W/cgroups.before"
+bench_pybox_cgroups > "$W/cgroups.before"
 [ ! -s "$W/cgroups.before" ] ||
     bench_log "note: $(wc -l < "$W/cgroups.before") pybox cgroup dirs exist already; not ours, ignored"
 
-bench_log "compiling bytecode (untimed)"
-SRC=()
-for dir in pybox registry runtime builder; do
-    if [ -d "$REPO/$dir" ]; then SRC+=("$REPO/$dir"); fi
-done
-SITE=$("${NOPYC[@]}" "$VENV_PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-"${NOPYC[@]}" "$VENV_PY" -m compileall -q "${SRC[@]}" "$SITE" >/dev/null ||
-    bench_log "compileall reported errors (a file being edited?); its modules compile at each start"
+bench_compile "$REPO" "$VENV_PY"
 
 # --- image, registry, and each tool's copy of the image (all untimed) --------
 
@@ -248,7 +230,7 @@ left=$(bench_mounts_under "$W")
 # A cgroup dir that appeared during the benchmark and is still there. Another
 # session's container may be running right now: give it a few seconds.
 for _ in $(seq 50); do
-    leaked=$(comm -13 "$W/cgroups.before" <(pybox_cgroups))
+    leaked=$(comm -13 "$W/cgroups.before" <(bench_pybox_cgroups))
     [ -n "$leaked" ] || break
     sleep 0.1
 done
