@@ -22,9 +22,13 @@ from pybox.store.fs import atomic_write
 
 __all__ = ["BuildCache", "cache_key"]
 
+# Part of every key: raised when what a step makes changes, so that entries
+# an older pybox wrote are not replayed as if this one had made them.
+_VERSION = 1
+
 
 def cache_key(parent: ImageState, instruction: dict[str, Any], used_args: dict[str, str], extra: str = "") -> str:
-    doc = [parent.identity(), instruction, sorted(used_args.items()), extra]
+    doc = [_VERSION, parent.identity(), instruction, sorted(used_args.items()), extra]
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 

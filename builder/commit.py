@@ -28,16 +28,17 @@ _OVERLAY_XATTR = "trusted.overlay."
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 
 
-def commit_layer(store: Store, tree: Path) -> tuple[str, Descriptor]:
+def commit_layer(store: Store, tree: Path, *, below: Path | None) -> tuple[str, Descriptor]:
     """Pack ``tree`` (a directory under the store's ``tmp/``) and store it as a layer; ``tree`` is consumed.
 
+    ``below`` is the layer directory this one goes on (None: the first).
     Returns the diff_id and the compressed blob's descriptor.
     """
     # tarfile and zlib are for builds that make a layer, not for cached ones.
     from pybox.builder.layers import pack_layer
 
     try:
-        size = _prepare(tree)
+        size = _prepare(tree, below)
         blob_tmp = make_temp_name(store.tmp_dir, "blob")
         try:
             with open(blob_tmp, "wb") as out:
@@ -75,16 +76,17 @@ def _stage(store: Store, batch: Batch, tree: Path, blob_tmp: Path, diff_id: str,
         batch.add(staged, store.layers.path(diff_id), after=lambda: store.layers.ensure_link(diff_id))
 
 
-def _prepare(tree: Path) -> int:
+def _prepare(tree: Path, below: Path | None) -> int:
     """Make ``tree`` a clean lower dir; returns the bytes of its regular files.
 
     The root's mode and owner become the merged root's when this layer is
-    on top, so it is a plain 0755 root-owned directory. overlayfs leaves its
-    bookkeeping (origin, impure, uuid) in an upper dir: meaningless or
-    harmful in a lower dir, so only ``opaque`` stays.
+    on top, so they are those of the layer below (0755 root's on the first).
+    overlayfs leaves its bookkeeping (origin, impure, uuid) in an upper dir:
+    meaningless or harmful in a lower dir, so only ``opaque`` stays.
     """
-    os.chown(tree, 0, 0)
-    os.chmod(tree, 0o755)
+    root = os.stat(below) if below is not None else None
+    os.chown(tree, root.st_uid if root else 0, root.st_gid if root else 0)
+    os.chmod(tree, stat.S_IMODE(root.st_mode) if root else 0o755)
     total = 0
     for directory, dirs, files in os.walk(tree):
         for name in (directory, *(os.path.join(directory, n) for n in dirs + files)):

@@ -19,7 +19,7 @@ from pathlib import Path
 from pybox.builder.context import BuildContext
 from pybox.builder.ignore import IgnoreRules
 from pybox.builder.instructions import Add, Copy, InlineFile
-from pybox.builder.layerfs import lookup
+from pybox.builder.layerfs import keep_metadata, lookup
 from pybox.builder.state import ImageState
 from pybox.errors import UsageError
 from pybox.store import Store
@@ -88,7 +88,8 @@ def copy_step(store: Store, state: ImageState, instruction: Copy | Add, sources:
             with_layers_mounted(store, list(sources.image.diff_ids), copy)
         else:
             copy(None)
-        return commit_layer(store, layer)
+        keep_metadata(layer, layer_dirs, found.path)
+        return commit_layer(store, layer, below=layer_dirs[-1] if layer_dirs else None)
     finally:
         remove_tree(layer)
         remove_tree(scratch)
@@ -137,13 +138,13 @@ def make_workdir(store: Store, state: ImageState, path: str) -> tuple[str, objec
     layer = make_temp_name(store.tmp_dir, "workdir")
     try:
         current = layer
+        current.mkdir()
         for part in found.path.strip("/").split("/"):
             current = current / part
-            known = lookup(layer_dirs, "/" + str(current.relative_to(layer)))
-            current.mkdir(mode=0o755, parents=True, exist_ok=True)
-            os.chmod(current, 0o755)
-            if not known.is_dir:
-                os.chown(current, uid, gid)
-        return commit_layer(store, layer)
+            current.mkdir()
+            os.chmod(current, 0o755)  # mkdir's mode goes through the umask
+            os.chown(current, uid, gid)
+        keep_metadata(layer, layer_dirs, found.path)
+        return commit_layer(store, layer, below=layer_dirs[-1] if layer_dirs else None)
     finally:
         remove_tree(layer)

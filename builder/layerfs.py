@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Found", "lookup"]
+__all__ = ["Found", "keep_metadata", "lookup"]
 
 # Linux's MAXSYMLINKS.
 _MAX_LINKS = 40
@@ -30,6 +30,8 @@ class Found:
 
     path: str
     mode: int | None
+    # The entry's lstat in the layer that decides it (None when absent).
+    stat: os.stat_result | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -54,9 +56,10 @@ def lookup(layer_dirs: list[Path], path: str, *, follow: bool = True) -> Found:
                 resolved.pop()
             continue
         candidate = "/" + "/".join([*resolved, part])
-        mode, target = _top_entry(layer_dirs, candidate)
-        if mode is None:
+        st, target = _top_entry(layer_dirs, candidate)
+        if st is None:
             return Found(path=posixpath.join(candidate, *reversed(pending)), mode=None)
+        mode = st.st_mode
         if stat.S_ISLNK(mode) and (pending or follow):
             links += 1
             if links > _MAX_LINKS:
@@ -68,12 +71,37 @@ def lookup(layer_dirs: list[Path], path: str, *, follow: bool = True) -> Found:
             continue
         resolved.append(part)
         if not pending:
-            return Found(path=candidate, mode=mode)
-    return Found(path="/", mode=stat.S_IFDIR | 0o755)
+            return Found(path=candidate, mode=mode, stat=st)
+    top = os.lstat(layer_dirs[-1]) if layer_dirs else None
+    return Found(path="/", mode=top.st_mode if top else stat.S_IFDIR | 0o755, stat=top)
 
 
-def _top_entry(layer_dirs: list[Path], path: str) -> tuple[int | None, str | None]:
-    """The mode (and link target) of ``path`` in the topmost layer that decides it."""
+def keep_metadata(layer: Path, layer_dirs: list[Path], path: str) -> None:
+    """Give ``path`` and its parents in the new ``layer`` the owner, mode and mtime the image has for them.
+
+    A COPY to /srv/x/ writes /srv and /srv/x into its layer only to hold
+    what it copies; as the upper layer they would otherwise replace the
+    image's own (a 1777 /tmp would become 0755 root's).
+    """
+    current = "/"
+    for part in [p for p in path.split("/") if p]:
+        current = posixpath.join(current, part)
+        full = layer / current.lstrip("/")
+        try:
+            if not stat.S_ISDIR(os.lstat(full).st_mode):
+                return
+        except FileNotFoundError:
+            return
+        found = lookup(layer_dirs, current, follow=False)
+        if found.stat is None or not found.is_dir:
+            continue
+        os.lchown(full, found.stat.st_uid, found.stat.st_gid)
+        os.chmod(full, stat.S_IMODE(found.stat.st_mode))
+        os.utime(full, ns=(found.stat.st_atime_ns, found.stat.st_mtime_ns), follow_symlinks=False)
+
+
+def _top_entry(layer_dirs: list[Path], path: str) -> tuple[os.stat_result | None, str | None]:
+    """The lstat (and link target) of ``path`` in the topmost layer that decides it."""
     relative = path.lstrip("/")
     for layer in reversed(layer_dirs):
         full = layer / relative
@@ -85,7 +113,7 @@ def _top_entry(layer_dirs: list[Path], path: str) -> tuple[int | None, str | Non
             continue
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
             return None, None  # a whiteout
-        return st.st_mode, (os.readlink(full) if stat.S_ISLNK(st.st_mode) else None)
+        return st, (os.readlink(full) if stat.S_ISLNK(st.st_mode) else None)
     return None, None
 
 

@@ -96,8 +96,9 @@ def run_step(store: Store, state: ImageState, plan: RunPlan, build_env: dict[str
         if result.exit_code != 0:
             shown = " ".join(plan.argv)
             raise StepFailed(f"{where}: RUN {shown}: the command exited with code {result.exit_code}")
-        _remove_mount_points(upper, [store.layers.diff_path(d) for d in state.diff_ids])
-        return commit_layer(store, upper)
+        lower_dirs = [store.layers.diff_path(d) for d in state.diff_ids]
+        _remove_mount_points(upper, lower_dirs)
+        return commit_layer(store, upper, below=lower_dirs[-1] if lower_dirs else None)
     finally:
         remove_tree(upper)
         remove_tree(scratch)

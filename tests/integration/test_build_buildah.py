@@ -50,6 +50,10 @@ ADD fake.gz /opt/raw/
 RUN mkdir -p /var/data && echo "$VERSION" > /var/data/version && chown 65534 /var/data/version \\
     && ln -s /var/data/version /opt/app/version-link
 RUN rm -rf /opt/plain/sub && chmod 700 /opt/extracted
+RUN mkdir -p /shared/sub && chmod 1777 /shared && chown 65534:65534 /shared/sub && chmod 700 /shared/sub
+COPY one.txt /shared/sub/
+WORKDIR /shared/sub/w
+COPY two.txt ./
 WORKDIR sub/dir
 COPY two.txt ./
 LABEL org.example.a="x y" b=c
