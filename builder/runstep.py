@@ -74,6 +74,7 @@ def run_step(store: Store, state: ImageState, plan: RunPlan, build_env: dict[str
     """
     # The runtime is imported only when a step runs: a cached build never needs it.
     from pybox.builder.commit import commit_layer
+    from pybox.runtime.process import ExecFailed
     from pybox.runtime.run import Rootfs, run_rootfs
     from pybox.runtime.runconfig import RunOptions
 
@@ -92,9 +93,13 @@ def run_step(store: Store, state: ImageState, plan: RunPlan, build_env: dict[str
             os.chmod(script, 0o755)
             options = replace(options, volumes=(f"{script}:{_SCRIPT_DIR}/{name}:ro",))
         rootfs = Rootfs(image_id="", image_name="(build step)", config=config, diff_ids=state.diff_ids)
-        result = run_rootfs(store, rootfs, options, keep_upper=upper, output=output)
+        shown = " ".join(plan.argv)
+        try:
+            result = run_rootfs(store, rootfs, options, keep_upper=upper, output=output)
+        except ExecFailed as e:
+            # A command that cannot start is the build's failure too, not pybox's.
+            raise StepFailed(f"{where}: RUN {shown}: {e} (exit code {e.exit_code})") from e
         if result.exit_code != 0:
-            shown = " ".join(plan.argv)
             raise StepFailed(f"{where}: RUN {shown}: the command exited with code {result.exit_code}")
         lower_dirs = [store.layers.diff_path(d) for d in state.diff_ids]
         _remove_mount_points(upper, lower_dirs)

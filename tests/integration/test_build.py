@@ -764,3 +764,16 @@ def test_failed_run_exits_1_with_command_and_code(bb: Builder, tag: str) -> None
     assert re.search(r"\b7\b", error.replace(command, ""))  # the exit code
     assert "never" not in proc.stdout
     _assert_nothing_half_written(bb, before)
+
+
+def test_run_whose_command_cannot_start_fails_the_build(bb: Builder, tag: str) -> None:
+    before = bb.image_ids()
+    proc = bb.build("""
+        FROM scratch
+        COPY --from=@BASE@ /etc/passwd /etc/passwd
+        RUN echo no shell here
+        """, "-t", tag, check=False)
+    assert proc.returncode == 1
+    (error,) = error_lines(proc.stderr)
+    assert "Containerfile:3:" in error and "/bin/sh -c echo no shell here" in error and "127" in error
+    _assert_nothing_half_written(bb, before)
