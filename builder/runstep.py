@@ -95,7 +95,7 @@ def run_step(store: Store, state: ImageState, plan: RunPlan, build_env: dict[str
         rootfs = Rootfs(image_id="", image_name="(build step)", config=config, diff_ids=state.diff_ids)
         shown = " ".join(plan.argv)
         try:
-            result = run_rootfs(store, rootfs, options, keep_upper=upper, output=output)
+            result = run_rootfs(store, rootfs, options, keep_upper=upper, output=output, stop_on_interrupt=True)
         except ExecFailed as e:
             # A command that cannot start is the build's failure too, not pybox's.
             raise StepFailed(f"{where}: RUN {shown}: {e} (exit code {e.exit_code})") from e

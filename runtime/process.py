@@ -239,8 +239,14 @@ def run_container(
     linux: Linux | None = None,
     seccomp_cache: Path | None = None,
     output: int | None = None,
+    stop_on_interrupt: bool = False,
 ) -> Exit:
-    """Run the container to its end; signals sent to pybox meanwhile go to it."""
+    """Run the container to its end; signals sent to pybox meanwhile go to it.
+
+    With ``stop_on_interrupt`` (a build's RUN), SIGINT, SIGTERM and SIGHUP
+    kill the container instead and raise KeyboardInterrupt once it is gone:
+    a shell as PID 1 ignores them, and a build must stop at Ctrl-C.
+    """
     linux = linux or Linux()
     # fork() copies only the calling thread: locks other threads hold stay
     # locked forever in the child (DESIGN section 4).
@@ -289,7 +295,8 @@ def run_container(
             raise PyboxError(f"cannot start the container: {report.get('error', 'the setup process died')}")
         pid = report["pid"]
         on_started(pid)
-        forward = _forward_signals(pid)
+        interrupted: list[int] = []
+        forward = _forward_signals(pid, interrupted if stop_on_interrupt else None)
         try:
             os.write(release_w, b"1")
             os.close(release_w)
@@ -306,6 +313,8 @@ def run_container(
         finally:
             forward()
         _reap_orphans()
+        if interrupted:
+            raise KeyboardInterrupt
         if failure:
             doc = json.loads(failure)
             raise ExecFailed(doc["message"], doc["code"])
@@ -316,13 +325,21 @@ def run_container(
                 os.close(fd)
 
 
-def _forward_signals(pid: int) -> Callable[[], None]:
+_STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _forward_signals(pid: int, interrupted: list[int] | None = None) -> Callable[[], None]:
     """Send the signals pybox receives to the container; returns a function restoring the old handlers.
 
-    The handlers only forward: stopping is the container's decision (DESIGN section 4).
+    The handlers only forward: stopping is the container's decision (DESIGN
+    section 4). Given ``interrupted``, a stopping signal is recorded there
+    and kills the container instead.
     """
 
     def forward(signum: int, frame: object) -> None:
+        if interrupted is not None and signum in _STOPPING:
+            interrupted.append(signum)
+            signum = signal.SIGKILL
         try:
             os.kill(pid, signum)
         except ProcessLookupError:

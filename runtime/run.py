@@ -84,12 +84,14 @@ def run_image(store: Store, image: Image, options: RunOptions, *, linux: Linux |
 
 
 def run_rootfs(store: Store, source: Rootfs, options: RunOptions, *, linux: Linux | None = None,
-               keep_upper: Path | None = None, output: int | None = None) -> RunResult:
+               keep_upper: Path | None = None, output: int | None = None, stop_on_interrupt: bool = False
+               ) -> RunResult:
     """Run a container on ``source`` to its end.
 
     ``keep_upper``: where the container's upper dir (what it changed) is
     moved when it ends, before the record goes (a build's RUN step packs it).
     ``output``: a file descriptor for the container's stdout and stderr.
+    ``stop_on_interrupt``: Ctrl-C kills the container rather than reaching it.
     """
     container_id = new_id()
     network = _network(options.network)
@@ -153,7 +155,8 @@ def run_rootfs(store: Store, source: Rootfs, options: RunOptions, *, linux: Linu
                 record.write_state(state)
 
             result = run_container(spec, record.merged, join_cgroup=cgroup.add_process, on_started=started,
-                                   linux=linux, seccomp_cache=store.root / "cache" / "seccomp", output=output)
+                                   linux=linux, seccomp_cache=store.root / "cache" / "seccomp", output=output,
+                                   stop_on_interrupt=stop_on_interrupt)
             exit_code = result.code
             oom = cgroup.oom_killed()
             state.status, state.exit_code, state.oom_killed, state.finished = "exited", exit_code, oom, now()

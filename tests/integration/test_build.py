@@ -21,7 +21,9 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -776,4 +778,27 @@ def test_run_whose_command_cannot_start_fails_the_build(bb: Builder, tag: str) -
     assert proc.returncode == 1
     (error,) = error_lines(proc.stderr)
     assert "Containerfile:3:" in error and "/bin/sh -c echo no shell here" in error and "127" in error
+    _assert_nothing_half_written(bb, before)
+
+
+def test_ctrl_c_stops_a_running_step(bb: Builder, tag: str) -> None:
+    """A shell as PID 1 ignores SIGINT; the build kills its container and stops anyway.
+
+    The sleep would last 60 s: communicate's timeout of 30 s fails the test if the build waits for it.
+    """
+    before = bb.image_ids()
+    bb.containerfile("FROM @BASE@\nRUN echo started && sleep 60\nRUN echo never\n")
+    argv = [sys.executable, "-I", "-m", "pybox", "--root", str(bb.root), "build", "-t", tag, str(bb.context)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "started\n"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert error_lines(err) == ["pybox: error: interrupted"]
     _assert_nothing_half_written(bb, before)
