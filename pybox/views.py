@@ -137,8 +137,11 @@ def disk_usage(store: Store) -> list[DfRow]:
     active_ids = store.mounted_image_ids() | {config.get("Image") for _, config, _ in _records(store)}
     active_layers = {d for i in images if i.id in active_ids for d in i.config.diff_ids}
     layer_bytes = {d: store.layers.size(d) for d in store.layers.diff_ids()}
+    # Layers no image uses are what builds left for their cache.
+    used_layers = {d for i in images for d in i.config.diff_ids}
+    cache_only = {d: size for d, size in layer_bytes.items() if d not in used_layers}
     blob_bytes = sum(store.blobs.size(d) for d in store.blobs.digests())
-    total = sum(layer_bytes.values()) + blob_bytes
+    total = sum(layer_bytes.values()) - sum(cache_only.values()) + blob_bytes
     reclaimable = total - sum(layer_bytes.get(d, 0) for d in active_layers)
     if active_ids:
         active_blobs = {layer.digest for i in images if i.id in active_ids for layer in i.manifest.layers}
@@ -148,8 +151,15 @@ def disk_usage(store: Store) -> list[DfRow]:
               size=total, reclaimable=max(reclaimable, 0)),
         _containers_row(store),
         _volumes_row(store),
-        DfRow(type="Build Cache", total=0, active=0, size=0, reclaimable=0),
+        _build_cache_row(store, sum(cache_only.values())),
     ]
+
+
+def _build_cache_row(store: Store, layer_bytes: int) -> DfRow:
+    """The build steps' records and the layers only they keep (``image prune`` removes those)."""
+    entries = list((store.root / "cache" / "build").glob("*.json"))
+    size = layer_bytes + sum(e.stat().st_size for e in entries)
+    return DfRow(type="Build Cache", total=len(entries), active=0, size=size, reclaimable=size)
 
 
 def _tree_size(path: Path) -> int:

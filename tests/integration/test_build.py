@@ -802,3 +802,20 @@ def test_ctrl_c_stops_a_running_step(bb: Builder, tag: str) -> None:
     assert proc.returncode == 130
     assert error_lines(err) == ["pybox: error: interrupted"]
     _assert_nothing_half_written(bb, before)
+
+
+def test_system_df_shows_the_build_cache(fresh: Builder, tag: str) -> None:
+    fresh.build("""
+        FROM @BASE@ AS helper
+        USER root
+        RUN echo only-in-the-cache > /helper
+        FROM @BASE@
+        COPY --from=helper /helper /copied
+        """, "-t", tag)
+    rows = {line.split()[0] + (" " + line.split()[1] if line.startswith(("Local", "Build")) else ""): line.split()
+            for line in fresh.pybox("system", "df", root=fresh.root).stdout.splitlines()[1:]}
+    build_cache = rows["Build Cache"]
+    entries = len(list((fresh.root / "cache" / "build").glob("*.json")))
+    assert entries > 0 and build_cache[2] == str(entries)
+    # The helper stage's RUN layer is in no image: it counts here, not under Images.
+    assert build_cache[4] != "0B"
