@@ -140,6 +140,7 @@ class _Build:
             self._declare(self.globals, instruction, None)
         self.cache = BuildCache(store)
         self.results: dict[int, ImageState] = {}
+        self.images: dict[tuple[str, str], ImageState] = {}
         self.building: list[int] = []
 
     # --- the graph -----------------------------------------------------------
@@ -206,9 +207,9 @@ class _Build:
         self.reporter.step(f"{label} 1/{total}", f"FROM {base.image}")
         self.reporter.finish(cached=False, seconds=resolved)
         run = _StageRun(stage=stage, label=label, total=total, state=state, scope=Scope())
-        for instruction in instructions:
-            # A trigger's errors point at the FROM that fired it.
-            where = stage.base if instruction in triggers else instruction
+        # A trigger's errors point at the FROM that fired it.
+        located = [(stage.base, t) for t in triggers] + [(i, i) for i in stage.instructions]
+        for where, instruction in located:
             self._located(where, lambda: self._step(run, instruction))
         return run.state
 
@@ -227,6 +228,13 @@ class _Build:
         return Platform.parse(base.platform) if base.platform else self.target_platform
 
     def _image_state(self, name: str, platform: Platform) -> ImageState:
+        # One resolution (and with --pull one pull) per image, however many stages use it.
+        key = (name, str(platform))
+        if key not in self.images:
+            self.images[key] = self._load_image(name, platform)
+        return self.images[key]
+
+    def _load_image(self, name: str, platform: Platform) -> ImageState:
         from pybox.registry.ensure import ensure_image
 
         image = ensure_image(self.store, name, policy="always" if self.options.pull else "missing",
