@@ -314,6 +314,26 @@ def test_config_instructions(bb: Builder, tag: str) -> None:
     assert raw["config"]["Healthcheck"] == config["Healthcheck"]
 
 
+def test_escape_directive_makes_backslash_literal(bb: Builder, tag: str) -> None:
+    """The Dockerfile reference's `# escape=` example: ` escapes and continues lines, \\ is a plain character.
+
+    buildah 1.28 mishandles this in ENV, so the expectation is BuildKit's documented behaviour.
+    """
+    bb.build(r"""
+        # escape=`
+        FROM @BASE@
+        ENV WINPATH=C:\Users\app `
+            QUOTED="a `"b`" c" `
+            DOLLAR=`$HOME
+        USER root
+        RUN echo "$WINPATH|$QUOTED|$DOLLAR" > /seen && `
+            echo second-line >> /seen
+        """, "-t", tag)
+    env = bb.inspect(tag)["Config"]["Env"]
+    assert {"WINPATH=C:\\Users\\app", 'QUOTED=a "b" c', "DOLLAR=$HOME"} <= set(env)
+    assert bb.sh(tag, "cat /seen") == 'C:\\Users\\app|a "b" c|$HOME\nsecond-line\n'
+
+
 def test_healthcheck_exec_form_and_none(bb: Builder, tag: str) -> None:
     bb.build("""
         FROM @BASE@ AS checked
