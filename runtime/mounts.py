@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import replace
 
@@ -22,8 +23,7 @@ def perform(linux: Linux, m: Mount) -> None:
         rec = MS_REC if "rbind" in m.options else 0
         linux.mount(m.source, m.target, None, MS_BIND | rec)
         if flags:
-            # A bind mount ignores MS_RDONLY on creation; it takes a remount.
-            linux.mount(None, m.target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | rec)
+            _make_readonly(linux, m.target, recursive=bool(rec))
         return
     data = ",".join(o for o in m.options if o != "ro")
     if m.cwd is None:
@@ -37,6 +37,19 @@ def perform(linux: Linux, m: Mount) -> None:
     finally:
         os.fchdir(previous)
         os.close(previous)
+
+
+def _make_readonly(linux: Linux, target: str, *, recursive: bool) -> None:
+    """A bind mount ignores MS_RDONLY on creation; it takes a remount, or mount_setattr for its submounts too."""
+    if recursive:
+        try:
+            linux.make_readonly_recursive(target)
+            return
+        except OSError as e:
+            # Kernels before 5.12: the bind itself is read-only, its submounts not.
+            if e.errno not in (errno.ENOSYS, errno.EINVAL):
+                raise
+    linux.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY)
 
 
 def overlay_options(m: Mount) -> Mount:

@@ -197,6 +197,21 @@ def test_bind_mounts(box, tmp_path: Path) -> None:
     assert (rw / "out").read_text() == "written\n" and created.is_dir() and not (ro / "f").exists()
 
 
+def test_read_only_bind_covers_mounts_below_its_source(box, tmp_path: Path) -> None:
+    """`-v DIR:/x:ro` where DIR has a mount inside: that mount is read-only in the container too."""
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "pybox-test", str(source / "sub")], check=True)
+    try:
+        out = _sh(box, "echo a > /x/f 2>/dev/null || echo top-refused; echo b > /x/sub/f 2>/dev/null || "
+                       "echo sub-refused", "-u", "0", "-v", f"{source}:/x:ro").stdout.splitlines()
+        assert out == ["top-refused", "sub-refused"]
+        assert not (source / "sub" / "f").exists()
+    finally:
+        subprocess.run(["umount", str(source / "sub")], check=True)
+    assert mounts_under(tmp_path) == []
+
+
 @pytest.mark.parametrize(
     ("args", "code"),
     [(("true",), 0), (("sh", "-c", "exit 3"), 3), (("no-such-command",), 127), (("/etc/passwd",), 126)],
