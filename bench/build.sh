@@ -165,14 +165,7 @@ done
 
 # --- what a run must leave behind: nothing -----------------------------------
 
-left=$(bench_mounts_under "$W")
-[ -z "$left" ] || bench_die "mounts left behind under $W: $left"
-for _ in $(seq 50); do
-    leaked=$(comm -13 "$W/cgroups.before" <(bench_pybox_cgroups))
-    [ -n "$leaked" ] || break
-    sleep 0.1
-done
-[ -z "$leaked" ] || bench_die "cgroup dirs left under /sys/fs/cgroup/*/pybox/: $leaked"
+bench_check_pybox_leftovers "$W/cgroups.before"
 [ -z "$(runc --root "$BD/runc-state" list -q 2>/dev/null)" ] ||
     bench_die "runc containers of buildah left: $(runc --root "$BD/runc-state" list -q)"
 left=$(TMPDIR=$BD/tmp timeout 60 "${BUILDAH[@]}" containers -q)

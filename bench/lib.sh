@@ -384,3 +384,19 @@ bench_pybox_cgroups() {
     find /sys/fs/cgroup/*/pybox /sys/fs/cgroup/pybox -mindepth 1 -maxdepth 1 -type d 2>/dev/null \
         | sort || true
 }
+
+# bench_check_pybox_leftovers BEFORE: die if anything is mounted under
+# BENCH_WORK, or a pybox cgroup dir not listed in the file BEFORE (taken with
+# bench_pybox_cgroups at the start) is still there. Another session's
+# container may be ending right now: it gets a few seconds.
+bench_check_pybox_leftovers() {
+    local before=$1 left leaked=
+    left=$(bench_mounts_under "$BENCH_WORK")
+    [ -z "$left" ] || bench_die "mounts left behind under $BENCH_WORK: $left"
+    for _ in $(seq 50); do
+        leaked=$(comm -13 "$before" <(bench_pybox_cgroups))
+        [ -n "$leaked" ] || break
+        sleep 0.1
+    done
+    [ -z "$leaked" ] || bench_die "cgroup dirs left under /sys/fs/cgroup/*/pybox/: $leaked"
+}

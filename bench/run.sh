@@ -225,16 +225,7 @@ fi
 
 # --- what a run must leave behind: nothing -----------------------------------
 
-left=$(bench_mounts_under "$W")
-[ -z "$left" ] || bench_die "mounts left behind under $W: $left"
-# A cgroup dir that appeared during the benchmark and is still there. Another
-# session's container may be running right now: give it a few seconds.
-for _ in $(seq 50); do
-    leaked=$(comm -13 "$W/cgroups.before" <(bench_pybox_cgroups))
-    [ -n "$leaked" ] || break
-    sleep 0.1
-done
-[ -z "$leaked" ] || bench_die "cgroup dirs left under /sys/fs/cgroup/*/pybox/: $leaked"
+bench_check_pybox_leftovers "$W/cgroups.before"
 # runc names a container's cgroups after its id (no cgroupsPath in the spec).
 leaked=$(find /sys/fs/cgroup -maxdepth 3 -type d -name "$RUNC_ID-*" 2>/dev/null || true)
 [ -z "$leaked" ] || bench_die "runc cgroup dirs left: $leaked"
