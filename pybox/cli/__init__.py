@@ -35,13 +35,15 @@ def main() -> None:
     fast = _fast_path(sys.argv[1:])
     if fast is not None:
         command, args, root, debug = fast
+        from pybox.cli.common import main_without_typer
+
         if command == "run":
-            from pybox.cli.run import run_main
+            from pybox.cli.run import run_command
 
-            run_main(args, root, debug)
-        from pybox.cli.build import build_main
+            main_without_typer(run_command, args, root, debug)
+        from pybox.cli.build import build_command
 
-        build_main(args, root, debug)
+        main_without_typer(build_command, args, root, debug)
     from pybox.cli.app import run
 
     run()

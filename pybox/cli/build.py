@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from pybox.cli.argparsing import ArgumentError, Parser
-from pybox.cli.common import configure, fail, guarded, install_signal_handlers, state
+from pybox.cli.common import fail, state
 
-__all__ = ["build_command", "build_main", "parser"]
+__all__ = ["build_command", "parser"]
 
 _USAGE = "pybox build [OPTIONS] CONTEXT"
 
@@ -89,11 +89,3 @@ def build_command(args: list[str]) -> int:
     print(result.image_id)
     return 0
 
-
-def build_main(args: list[str], root: str | None, debug: bool) -> None:
-    install_signal_handlers()
-    configure(root, debug)
-    code = guarded(lambda: build_command(args))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

@@ -8,16 +8,19 @@ traceback. Kept free of typer so ``pybox run`` can start without it.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from pybox.errors import PyboxError
 
-__all__ = ["state", "configure", "guarded", "fail", "install_signal_handlers", "interrupted", "EXIT_PYBOX"]
+__all__ = ["state", "configure", "guarded", "fail", "install_signal_handlers", "interrupted", "main_without_typer",
+           "EXIT_PYBOX"]
 
 EXIT_PYBOX = 125
 
@@ -86,3 +89,16 @@ def guarded(body: Callable[[], int]) -> int:
         return fail(f"{e.strerror or e}{where}")
     except Exception as e:  # a bug: still one line, the traceback with --debug
         return fail(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
+
+
+def main_without_typer(command: Callable[[list[str]], int], args: list[str], root: str | None,
+                       debug: bool) -> NoReturn:
+    """Run a command that has its own argparse parser (run, build) and exit with its status."""
+    install_signal_handlers()
+    configure(root, debug)
+    code = guarded(lambda: command(args))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Nothing is left to clean up: skip the interpreter's teardown of every
+    # module (tens of milliseconds, more than some containers live).
+    os._exit(code)

@@ -8,13 +8,11 @@ command has a parser of its own that imports only what running needs.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 from pybox.cli.argparsing import ArgumentError, Parser
-from pybox.cli.common import configure, fail, guarded, install_signal_handlers, state
+from pybox.cli.common import fail, state
 
-__all__ = ["run_main", "parser"]
+__all__ = ["parser", "run_command"]
 
 _USAGE = "pybox run [OPTIONS] IMAGE [COMMAND [ARG...]]"
 
@@ -96,12 +94,3 @@ def run_command(args: list[str]) -> int:
     return result.exit_code
 
 
-def run_main(args: list[str], root: str | None, debug: bool) -> None:
-    install_signal_handlers()
-    configure(root, debug)
-    code = guarded(lambda: run_command(args))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Nothing is left to clean up: skip the interpreter's teardown of every
-    # module (tens of milliseconds, more than some containers live).
-    os._exit(code)
