@@ -43,13 +43,8 @@ def commit_layer(store: Store, tree: Path, *, below: Path | None) -> tuple[str, 
         try:
             with open(blob_tmp, "wb") as out:
                 packed = pack_layer(tree, out)
-            batch = store.batch()
-            try:
+            with store.batch() as batch:
                 _stage(store, batch, tree, blob_tmp, packed.diff_id, packed.digest, size)
-                batch.commit()
-            except BaseException:
-                batch.abort()
-                raise
         finally:
             remove_tree(blob_tmp)
     finally:
@@ -109,8 +104,7 @@ def commit_image(store: Store, state: ImageState, tags: list[str]) -> tuple[str,
     """
     names = [str(reference.normalize(t)) for t in tags]
     config_raw = json.dumps(config_document(state), separators=(",", ":")).encode()
-    batch = store.batch()
-    try:
+    with store.batch() as batch:
         config_digest = store.blobs.put(config_raw, batch)
         manifest = {
             "schemaVersion": 2,
@@ -120,10 +114,6 @@ def commit_image(store: Store, state: ImageState, tags: list[str]) -> tuple[str,
         }
         manifest_raw = json.dumps(manifest, separators=(",", ":")).encode()
         manifest_digest = store.blobs.put(manifest_raw, batch)
-        batch.commit()
-    except BaseException:
-        batch.abort()
-        raise
     entry = Entry(descriptor=Descriptor(media_type=MT.OCI_MANIFEST, digest=manifest_digest, size=len(manifest_raw)))
     for name in names:
         store.index.set_name(name, entry)

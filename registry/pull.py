@@ -126,13 +126,8 @@ class _Puller:
         batch.hold(lock)
 
     def layer(self, desc: Descriptor, diff_id: str) -> None:
-        batch = self.store.batch()
-        try:
+        with self.store.batch() as batch:
             status = self._layer(desc, diff_id, batch)
-            batch.commit()
-        except BaseException:
-            batch.abort()
-            raise
         self.progress.finish(desc.hex[:12], status)
 
     def _layer(self, desc: Descriptor, diff_id: str, batch: Batch) -> str:
@@ -302,13 +297,8 @@ def pull(store: Store, text: str, options: PullOptions, progress: Progress) -> P
     try:
         with store.lock():
             store.clean_tmp()
-            batch = store.batch()
-            try:
+            with store.batch() as batch:
                 result, entry = _pull_locked(store, client, ref, options, progress, batch)
-                batch.commit()
-            except BaseException:
-                batch.abort()
-                raise
             store.index.set_name(result.name, entry)
             return result
     finally:

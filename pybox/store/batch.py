@@ -40,6 +40,16 @@ class Batch:
         self._locks: list[FileLock] = []
         self._mutex = threading.Lock()
 
+    def __enter__(self) -> "Batch":
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        """Commit when the block ends normally; drop everything when it raises."""
+        if kind is None:
+            self.commit()
+        else:
+            self.abort()
+
     def hold(self, lock: FileLock) -> None:
         """Keep an acquired lock until the batch commits or aborts."""
         with self._mutex:
