@@ -280,16 +280,23 @@ class _Build:
             run.shown += 1
             self.reporter.step(f"{run.label} {run.shown}/{run.total}", instruction.original)
         started = time.monotonic()
-        key = cache_key(run.state, doc, args_used, extra)
-        cached = None if self.options.no_cache else self.cache.get(key, run.state)
-        if cached is None:
-            result = action()
-            self.cache.put(key, run.state, result)
-            run.state = result
-        else:
-            run.state = cached
+        hit = self._through_cache(run, cache_key(run.state, doc, args_used, extra), action)
         if shown:
-            self.reporter.finish(cached=cached is not None, seconds=time.monotonic() - started)
+            self.reporter.finish(cached=hit, seconds=time.monotonic() - started)
+
+    def _through_cache(self, run: _StageRun, key: str, action: Callable[[], ImageState]) -> bool:
+        """Advance ``run`` by the step ``key``: replayed from the cache, or ``action()`` run and recorded.
+
+        Returns whether it was a cache hit.
+        """
+        cached = None if self.options.no_cache else self.cache.get(key, run.state)
+        if cached is not None:
+            run.state = cached
+            return True
+        result = action()
+        self.cache.put(key, run.state, result)
+        run.state = result
+        return False
 
     def _prepare(self, run: _StageRun, instruction: Instruction, args_used: dict[str, str]
                  ) -> tuple[Callable[[], ImageState], dict[str, Any], dict[str, str], str]:
@@ -369,14 +376,9 @@ class _Build:
             run.scope.declare(decl, self.args, self.globals.values)
         shown = {d.name: run.scope.values[d.name] for d in instruction.args}
         doc = {"kind": "Arg", "args": sorted((k, v or "") for k, v in shown.items() if k not in PROXY_ARGS)}
-        key = cache_key(run.state, doc, {})
-        cached = None if self.options.no_cache else self.cache.get(key, run.state)
-        if cached is None:
-            result = run.state.add_history(history_entry(instruction.original, empty_layer=True))
-            self.cache.put(key, run.state, result)
-            run.state = result
-        else:
-            run.state = cached
+        state = run.state
+        self._through_cache(run, cache_key(state, doc, {}),
+                            lambda: state.add_history(history_entry(instruction.original, empty_layer=True)))
 
     # --- helpers ----------------------------------------------------------------
 

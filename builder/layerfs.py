@@ -17,11 +17,12 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from pybox.store.layers import is_opaque
+
 __all__ = ["Found", "keep_metadata", "lookup"]
 
 # Linux's MAXSYMLINKS.
 _MAX_LINKS = 40
-_OPAQUE = "trusted.overlay.opaque"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,11 +128,6 @@ def _hidden_below(layer: Path, relative: str) -> bool:
             st = os.lstat(full)
         except (FileNotFoundError, NotADirectoryError):
             continue
-        if not stat.S_ISDIR(st.st_mode):
+        if not stat.S_ISDIR(st.st_mode) or is_opaque(full):
             return True
-        try:
-            if os.getxattr(full, _OPAQUE, follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            pass
     return False

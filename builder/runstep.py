@@ -25,6 +25,7 @@ from pybox.errors import StepFailed, UsageError
 from pybox.image import Descriptor
 from pybox.store import Store
 from pybox.store.fs import make_temp_name, remove_tree
+from pybox.store.layers import is_opaque
 
 __all__ = ["RunPlan", "plan_run", "run_step"]
 
@@ -132,7 +133,7 @@ def _remove_stub(full: Path, lower_mode: int | None) -> bool:
     try:
         st = os.lstat(full)
         if stat.S_ISDIR(st.st_mode):
-            if lower_mode is not None and (lower_mode != st.st_mode or _is_opaque(full)):
+            if lower_mode is not None and (lower_mode != st.st_mode or is_opaque(full)):
                 return False
             os.rmdir(full)  # fails unless empty
         elif stat.S_ISREG(st.st_mode) and st.st_size == 0 and lower_mode is None:
@@ -143,9 +144,3 @@ def _remove_stub(full: Path, lower_mode: int | None) -> bool:
         return False
     return True
 
-
-def _is_opaque(path: Path) -> bool:
-    try:
-        return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
-    except OSError:
-        return False

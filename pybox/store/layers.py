@@ -25,7 +25,7 @@ from pybox.store.batch import Batch
 from pybox.store.fs import make_temp_name, remove_tree, sha256_names
 from pybox.store.verify import HashingReader, Readable
 
-__all__ = ["LayerStore", "StagedLayer"]
+__all__ = ["LayerStore", "StagedLayer", "is_opaque"]
 
 _SHORT = 20
 
@@ -163,7 +163,7 @@ class LayerStore:
                 if i < len(parts) - 1:
                     if not stat.S_ISDIR(st.st_mode):
                         break
-                    if _is_opaque(current):
+                    if is_opaque(current):
                         hidden = True
                     continue
                 if not stat.S_ISREG(st.st_mode):
@@ -178,7 +178,8 @@ class LayerStore:
         return sha256_names(self.dir)
 
 
-def _is_opaque(directory: Path) -> bool:
+def is_opaque(directory: Path) -> bool:
+    """Whether ``directory`` in a layer hides the lower layers' entries (an overlay opaque dir)."""
     try:
         return os.getxattr(directory, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
     except OSError:
