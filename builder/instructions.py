@@ -148,14 +148,14 @@ class Env(_Instruction):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Add(_Instruction):
+class _FileInstruction(_Instruction):
+    """What ADD and COPY share: sources (paths and heredocs), a destination, ownership and mode."""
+
     sources: tuple[str, ...]
     dest: str
     chown: str | None = None
     chmod: str | None = None
     link: bool = False
-    keep_git_dir: bool = False
-    checksum: str | None = None
     heredocs: tuple[InlineFile, ...] = ()
 
     def expand(self, fn: Expand) -> Self:
@@ -165,30 +165,25 @@ class Add(_Instruction):
             dest=fn(self.dest),
             chown=_maybe(fn, self.chown),
             chmod=_maybe(fn, self.chmod),
-            checksum=_maybe(fn, self.checksum),
         )
 
 
 @dataclass(frozen=True, kw_only=True)
-class Copy(_Instruction):
-    sources: tuple[str, ...]
-    dest: str
-    # A stage name, a stage index or an image reference.
-    from_: str | None = None
-    chown: str | None = None
-    chmod: str | None = None
-    link: bool = False
-    heredocs: tuple[InlineFile, ...] = ()
+class Add(_FileInstruction):
+    keep_git_dir: bool = False
+    checksum: str | None = None
 
     def expand(self, fn: Expand) -> Self:
-        return replace(
-            self,
-            sources=tuple(map(fn, self.sources)),
-            dest=fn(self.dest),
-            from_=_maybe(fn, self.from_),
-            chown=_maybe(fn, self.chown),
-            chmod=_maybe(fn, self.chmod),
-        )
+        return replace(super().expand(fn), checksum=_maybe(fn, self.checksum))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Copy(_FileInstruction):
+    # A stage name, a stage index or an image reference.
+    from_: str | None = None
+
+    def expand(self, fn: Expand) -> Self:
+        return replace(super().expand(fn), from_=_maybe(fn, self.from_))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -30,10 +30,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.client import HTTPConnection, HTTPResponse
 from http.server import BaseHTTPRequestHandler
-from typing import Any, BinaryIO, Literal, NamedTuple, Self, get_args
+from typing import Any, BinaryIO, Literal, NamedTuple, get_args
 from urllib.parse import urlsplit
 
-from support.loopback import LoopbackServer
+from support.loopback import LoopbackServer, LoopbackService
 
 __all__ = ["Fault", "FaultKind", "FaultProxy", "ProxyRequest"]
 
@@ -125,7 +125,7 @@ class _Armed:
     remaining: int | None
 
 
-class FaultProxy:
+class FaultProxy(LoopbackService):
     """An HTTP/1.1 reverse proxy on 127.0.0.1 in front of `upstream` (http://127.x:PORT)."""
 
     def __init__(self, upstream: str) -> None:
@@ -146,35 +146,17 @@ class FaultProxy:
         self._stopping = False
 
     @property
-    def host(self) -> str:
-        """`127.0.0.1:PORT`"""
-        return self._server.host
-
-    @property
     def url(self) -> str:
         return f"http://{self.host}"
 
     # --- lifecycle -----------------------------------------------------------
-
-    def start(self) -> None:
-        self._server.start()
 
     def stop(self) -> None:
         """Release stalls, close connections, join every thread (asserted). Idempotent."""
         with self._stall:
             self._stopping = True
             self._stall.notify_all()
-        self._server.stop()
-
-    def running(self) -> bool:
-        return self._server.running()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        super().stop()
 
     # --- faults ----------------------------------------------------------------
 

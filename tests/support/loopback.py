@@ -4,7 +4,8 @@ http.server's ThreadingHTTPServer does not track daemon threads, and with
 non-daemon threads server_close() waits forever on a client that keeps an
 idle keep-alive connection open. This one keeps one thread per connection,
 shuts the connections down on stop and asserts that all threads are gone.
-Shared by support.faultproxy and support.tokenserver.
+Shared by support.faultproxy and support.tokenserver, whose lifecycle
+(start, stop, `with`) is LoopbackService's.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from typing import Any, Self
 
-__all__ = ["LoopbackServer"]
+__all__ = ["LoopbackServer", "LoopbackService"]
 
 _log = logging.getLogger(__name__)
 
@@ -103,3 +104,31 @@ class LoopbackServer(HTTPServer):
             thread.join(_JOIN_TIMEOUT)
         alive = [t.name for t in (serve_thread, *threads) if t is not None and t.is_alive()]
         assert not alive, f"{self.name}: threads still running after stop: {alive}"
+
+
+class LoopbackService:
+    """Start, stop and `with` for a test helper that serves through the LoopbackServer in `self._server`."""
+
+    _server: LoopbackServer
+
+    @property
+    def host(self) -> str:
+        """`127.0.0.1:PORT`"""
+        return self._server.host
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self) -> None:
+        """Stop serving and join every thread (asserted). Idempotent."""
+        self._server.stop()
+
+    def running(self) -> bool:
+        return self._server.running()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -19,13 +19,13 @@ def strict() -> bool:
     return os.environ.get("PYBOX_TEST_STRICT") == "1"
 
 
-def require(condition: bool, reason: str) -> None:
-    """Skip the current test (fail it in strict mode) unless `condition` holds."""
+def require(condition: bool, reason: str, *, module: bool = False) -> None:
+    """Skip the current test (the whole module with ``module``; fail in strict mode) unless `condition` holds."""
     if condition:
         return
     if strict():
-        pytest.fail(f"strict mode: {reason}")
-    pytest.skip(reason)
+        pytest.fail(f"strict mode: {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=module)
 
 
 def require_root() -> None:

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from support.loopback import LoopbackServer
+from support.loopback import LoopbackServer, LoopbackService
 
 __all__ = ["Access", "TokenRequest", "TokenServer"]
 
@@ -125,7 +125,7 @@ def _parse_scope(scope: str) -> Access | None:
     return Access(type=kind, name=name, actions=tuple(a for a in actions.split(",") if a))
 
 
-class TokenServer:
+class TokenServer(LoopbackService):
     """Issues registry tokens on 127.0.0.1 for `users` ({name: password}).
 
     `public` names repositories anonymous clients may pull. Tokens live
@@ -161,10 +161,6 @@ class TokenServer:
         self._server = LoopbackServer(handler, name="tokenserver")
 
     @property
-    def host(self) -> str:
-        return self._server.host
-
-    @property
     def realm(self) -> str:
         return f"http://{self.host}/token"
 
@@ -181,25 +177,6 @@ class TokenServer:
     def requests(self) -> list[TokenRequest]:
         with self._lock:
             return list(self._requests)
-
-    # --- lifecycle -------------------------------------------------------------
-
-    def start(self) -> None:
-        self._server.start()
-
-    def stop(self) -> None:
-        """Stop serving and join every thread (asserted). Idempotent."""
-        self._server.stop()
-
-    def running(self) -> bool:
-        return self._server.running()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # --- tokens ----------------------------------------------------------------
 

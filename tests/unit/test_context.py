@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from support.skip import require_root
 
 from pybox.builder.context import BuildContext, content_hash, find_containerfile, ignore_rules
 from pybox.builder.ignore import IgnoreRules
@@ -253,8 +254,8 @@ def test_hash_ignores_times(tree: Path) -> None:
     assert _hash(tree, "src", "a.py") == before
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 def test_hash_ignores_owners(tree: Path) -> None:
+    require_root()  # chown
     before = _hash(tree, "src")
     os.chown(tree / "src/main.py", 1234, 5678)
     assert _hash(tree, "src") == before

@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.conformance import CONFORMANCE, require_data
 
 from pybox.builder.ignore import IgnorePatternError, IgnoreRules, walk
 from pybox.errors import UsageError
 
-CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "dockerignore"
+DATA = CONFORMANCE / "dockerignore"
 
 
 def _cases() -> list[Any]:
-    path = CONFORMANCE / "cases.json"
+    path = DATA / "cases.json"
     if not path.exists():
         return [pytest.param(None, None, id="absent")]
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -56,7 +57,7 @@ def test_docker_py_case(
     case: dict[str, Any] | None, tree: dict[str, list[str]] | None, tmp_path: Path
 ) -> None:
     if case is None or tree is None:
-        pytest.skip("conformance data not present")
+        require_data(DATA / "cases.json")
     root = tmp_path / "context"
     root.mkdir()
     _make_tree(root, tree)

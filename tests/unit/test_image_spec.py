@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from support.conformance import CONFORMANCE, require_data
 
 from pybox.errors import InvalidDocument
 from pybox.validate import (
@@ -23,15 +23,15 @@ from pybox.validate import (
     validate_manifest,
 )
 
-CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "image-spec"
+DATA = CONFORMANCE / "image-spec"
 
 
 def _load(name: str) -> Any:
-    return json.loads((CONFORMANCE / name).read_text(encoding="utf-8"))
+    return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
 def _rows() -> list[Any]:
-    if not (CONFORMANCE / "schema-cases.json").is_file():
+    if not (DATA / "schema-cases.json").is_file():
         return [pytest.param(None, id="conformance-data-absent")]
     return [pytest.param(row, id=f"{row['test']}-{row['index']}") for row in _load("schema-cases.json")]
 
@@ -39,7 +39,7 @@ def _rows() -> list[Any]:
 @pytest.mark.parametrize("row", _rows())
 def test_schema_case(row: dict[str, Any] | None) -> None:
     if row is None:
-        pytest.skip("conformance data not present")
+        require_data(DATA / "schema-cases.json")
     ids = _load("schema-ids.json")
     # Validate by the row's schema file: schema.go's table names the media
     # type that selects it, which must be the row's media_type too.

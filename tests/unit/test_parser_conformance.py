@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.conformance import CONFORMANCE, require_data
 from pybox.builder.goquote import quote
 from pybox.builder.parser import (
     ContainerfileError,
@@ -25,12 +26,7 @@ from pybox.builder.parser import (
     parse_words,
 )
 
-DATA = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "conformance"
-    / "buildkit-parser"
-)
+DATA = CONFORMANCE / "buildkit-parser"
 
 
 def _cases(sub: str) -> list[str]:
@@ -59,8 +55,11 @@ def _read(path: Path) -> str:
 
 @pytest.fixture(autouse=True)
 def _need_data() -> None:
-    if not DATA.is_dir():
-        pytest.skip("conformance data not present")
+    require_data(DATA)
+
+
+def test_the_data_is_there() -> None:
+    """Without the data the parametrized tests below have no cases at all; this one says so."""
 
 
 @pytest.mark.parametrize("case", _cases("testfiles"))

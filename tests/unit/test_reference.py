@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
+from support.conformance import CONFORMANCE, require_data
 
 from pybox.errors import InvalidReference, UsageError
 from pybox.reference import (
@@ -30,7 +30,7 @@ from pybox.reference import (
     with_name,
 )
 
-CONFORMANCE = Path(__file__).parents[2].parent / "shared" / "conformance" / "reference"
+DATA = CONFORMANCE / "reference"
 
 HEX = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
 
@@ -44,7 +44,7 @@ def _short(text: str) -> str:
 
 def _cases(table: str, test: str, key: str = "input") -> list[Any]:
     """One pytest param per row of ``test`` in ``table``; [None] when the data is absent."""
-    path = CONFORMANCE / table
+    path = DATA / table
     if not path.is_file():
         return [pytest.param(None, id=f"{test}-absent")]
     groups = json.loads(path.read_text(encoding="utf-8"))["tests"]
@@ -58,7 +58,7 @@ def _cases(table: str, test: str, key: str = "input") -> list[Any]:
 @pytest.fixture
 def row(request: pytest.FixtureRequest) -> dict[str, Any]:
     if request.param is None:
-        pytest.skip("conformance data not present")
+        require_data(DATA)
     return request.param
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from support.conformance import CONFORMANCE, require_data
 from support.skip import require
 
 from pybox.errors import PyboxError, UsageError
@@ -36,7 +37,7 @@ from pybox.runtime.seccomp import (
     to_docker_json,
 )
 
-DOCKER_PROFILE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "seccomp" / "docker-default.json"
+DOCKER_PROFILE = CONFORMANCE / "seccomp" / "docker-default.json"
 
 CAP_SETS = {
     "none": frozenset(),
@@ -54,8 +55,7 @@ ERRNO_EPERM = S.SCMP_ACT_ERRNO(errno.EPERM)
 
 @pytest.fixture(scope="module")
 def docker_profile() -> Profile:
-    if not DOCKER_PROFILE.is_file():
-        pytest.skip("conformance data not present")
+    require_data(DOCKER_PROFILE)
     return seccomp.read_docker_profile(DOCKER_PROFILE)
 
 

@@ -12,25 +12,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.conformance import CONFORMANCE, require_data
 
 from pybox.builder.shell import ExpansionError, Lex
 from pybox.errors import UsageError
 
-CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "buildkit-shell"
+DATA = CONFORMANCE / "buildkit-shell"
 
 ENV_VAR_TEST_ENV = {"PWD": "/home", "SHELL": "bash", "KOREAN": "한국어", "NULL": ""}
 
 
 def _need(name: str) -> Path:
-    path = CONFORMANCE / name
-    if not path.exists():
-        pytest.skip("conformance data not present")
+    path = DATA / name
+    require_data(path)
     return path
 
 
 def _env_var_rows() -> list[Any]:
     """``PLATFORM|input|expected`` rows; Linux runs the A (all) and U (Unix) ones."""
-    path = CONFORMANCE / "envVarTest"
+    path = DATA / "envVarTest"
     if not path.exists():
         return [pytest.param(None, None, id="absent")]
     rows = []
@@ -45,7 +45,7 @@ def _env_var_rows() -> list[Any]:
 
 def _words_rows() -> list[Any]:
     """``input|w1,w2`` rows, each with the environment the ``ENV`` lines above it built."""
-    path = CONFORMANCE / "wordsTest"
+    path = DATA / "wordsTest"
     if not path.exists():
         return [pytest.param(None, None, None, id="absent")]
     rows = []
@@ -64,7 +64,7 @@ def _words_rows() -> list[Any]:
 
 
 def _cases(table: str) -> list[Any]:
-    path = CONFORMANCE / "process-word-cases.json"
+    path = DATA / "process-word-cases.json"
     if not path.exists():
         return [pytest.param(None, id="absent")]
     cases = json.loads(path.read_text(encoding="utf-8"))[table]["cases"]

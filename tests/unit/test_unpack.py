@@ -17,21 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.skip import require, require_tool
 
 from pybox.errors import ContentError, UnsafeLayer
 from pybox.store.decompress import open_decompressed
 from pybox.store.unpack import UnpackStats, unpack
 
 
-def _cannot_run(reason: str, *, module: bool = False) -> None:
-    """Skip (the whole module if ``module``); under PYBOX_TEST_STRICT=1, as CI sets it, fail instead."""
-    if os.environ.get("PYBOX_TEST_STRICT") == "1":
-        pytest.fail(f"{reason} (PYBOX_TEST_STRICT=1 forbids skipping)", pytrace=False)
-    pytest.skip(reason, allow_module_level=module)
-
-
-if os.geteuid() != 0:
-    _cannot_run("unpack needs root: mknod, chown, trusted.* and security.* xattrs", module=True)
+require(os.geteuid() == 0, "unpack needs root: mknod, chown, trusted.* and security.* xattrs", module=True)
 
 MTIME = 1_600_000_000
 # A version-2 vfs_cap_data: effective flag, permitted = cap_net_bind_service and
@@ -240,9 +233,8 @@ def test_contiguous_file_is_a_regular_file(layer: Path) -> None:
 @pytest.mark.parametrize("tar_format", [["--format=gnu"], ["--format=posix", "--sparse-version=0.1"], ["--format=posix", "--sparse-version=1.0"]])
 def test_gnu_tar_sparse_file_content(layer: Path, tmp_path: Path, tar_format: list[str]) -> None:
     # Python's tarfile cannot write sparse members; GNU tar, as Debian ships it, can.
+    require_tool("tar")
     gnu_tar = shutil.which("tar")
-    if gnu_tar is None:
-        _cannot_run("GNU tar is not installed")
     src = tmp_path / "src"
     src.mkdir()
     with open(src / "sparse", "wb") as f:
