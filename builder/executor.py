@@ -47,7 +47,7 @@ from pybox.builder.parser import ContainerfileError, parse
 from pybox.builder.runstep import plan_run, run_step
 from pybox.builder.shell import Lex
 from pybox.builder.state import ImageState, history_entry
-from pybox.errors import PyboxError, StepFailed, UsageError
+from pybox.errors import PyboxError, UsageError
 from pybox.image import DEFAULT_PATH, MT, Descriptor, Platform
 from pybox.store import Store
 
@@ -310,10 +310,9 @@ class _Build:
             keyed = {k: v for k, v in build_env.items() if k not in PROXY_ARGS}
             env = {**build_env, **self.args.proxies()}
             created_by = _run_history(plan.argv, keyed)
-            where = f"{self.filename}:{instruction.line}"
 
             def run_action() -> ImageState:
-                diff_id, layer = run_step(self.store, state, plan, env, where=where, output=self.reporter.output)
+                diff_id, layer = run_step(self.store, state, plan, env, output=self.reporter.output)
                 return state.add_layer(diff_id, layer).add_history(history_entry(created_by, empty_layer=False))
 
             return run_action, doc, keyed, ""
@@ -392,19 +391,12 @@ class _Build:
         return expand
 
     def _located(self, instruction: Instruction, fn: Callable[[], Any]) -> Any:
-        """``fn()``, with an error it raises prefixed by ``FILE:LINE`` of ``instruction`` (once)."""
+        """``fn()``, with an error it raises placed at ``FILE:LINE`` of ``instruction``, unless already placed."""
         try:
             return fn()
-        except ContainerfileError as e:
-            if e.file:
-                raise
-            raise ContainerfileError(e.message, self.filename, instruction.line) from None
-        except StepFailed:
-            raise
         except PyboxError as e:
-            if not getattr(e, "located", False):
-                e.args = (f"{self.filename}:{instruction.line}: {e}",)
-                e.located = True  # type: ignore[attr-defined]
+            if not e.where:
+                e.where = f"{self.filename}:{instruction.line}"
             raise
 
 

@@ -53,7 +53,8 @@ class ContainerfileError(UsageError):
         self.message = message
         self.file = file
         self.line = line
-        super().__init__(f"{file}:{line}: {message}" if file else message)
+        self.where = f"{file}:{line}" if file else ""
+        super().__init__(message)
 
 
 @dataclass

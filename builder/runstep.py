@@ -67,11 +67,10 @@ def plan_run(state: ImageState, instruction: Run) -> RunPlan:
 
 
 def run_step(store: Store, state: ImageState, plan: RunPlan, build_env: dict[str, str], *,
-             where: str, output: int | None) -> tuple[str, Descriptor]:
+             output: int | None) -> tuple[str, Descriptor]:
     """Run ``plan`` on ``state``; returns the (diff_id, descriptor) of what it changed.
 
-    ``build_env`` holds the build args for the environment; ``where`` is
-    ``FILE:LINE`` for the error of a failing command.
+    ``build_env`` holds the build args for the environment.
     """
     # The runtime is imported only when a step runs: a cached build never needs it.
     from pybox.builder.commit import commit_layer
@@ -99,9 +98,9 @@ def run_step(store: Store, state: ImageState, plan: RunPlan, build_env: dict[str
             result = run_rootfs(store, rootfs, options, keep_upper=upper, output=output, stop_on_interrupt=True)
         except ExecFailed as e:
             # A command that cannot start is the build's failure too, not pybox's.
-            raise StepFailed(f"{where}: RUN {shown}: {e} (exit code {e.exit_code})") from e
+            raise StepFailed(f"RUN {shown}: {e} (exit code {e.exit_code})") from e
         if result.exit_code != 0:
-            raise StepFailed(f"{where}: RUN {shown}: the command exited with code {result.exit_code}")
+            raise StepFailed(f"RUN {shown}: the command exited with code {result.exit_code}")
         lower_dirs = [store.layers.diff_path(d) for d in state.diff_ids]
         _remove_mount_points(upper, lower_dirs)
         return commit_layer(store, upper, below=lower_dirs[-1] if lower_dirs else None)

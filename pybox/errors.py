@@ -48,10 +48,19 @@ __all__ = [
 
 
 class PyboxError(Exception):
-    """Base of every error pybox reports; ``str()`` is the one-line message."""
+    """Base of every error pybox reports; ``str()`` is the one-line message.
+
+    ``where`` names the place in the user's input the error is about
+    (``Containerfile:3``); ``str()`` puts it first.
+    """
 
     # Docker's convention: 125 is the tool's own failure.
     exit_code = 125
+    where = ""
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return f"{self.where}: {message}" if self.where else message
 
 
 class UsageError(PyboxError):
