@@ -342,8 +342,8 @@ class _Build:
             sources = CopySources(image=image)
             extra = "from:" + image.identity()
         else:
-            sources = CopySources(context=self.context)
             paths = [p for s in instruction.sources for p in self.context.select(s)]
+            sources = CopySources(context=self.context, paths=tuple(paths))
             extra = content_hash(self.context, paths)
 
         def copy_action() -> ImageState:

@@ -41,9 +41,13 @@ def reader_of(store: Store, state: ImageState) -> Callable[[str], str | None]:
 
 @dataclass(frozen=True, kw_only=True)
 class CopySources:
-    """Where a COPY/ADD reads: the context, or (``--from``) another stage's or image's layers."""
+    """Where a COPY/ADD reads: the context, or (``--from``) another stage's or image's layers.
+
+    ``paths`` are the context paths the sources selected (the cache key hashed them already).
+    """
 
     context: BuildContext | None = None
+    paths: tuple[str, ...] = ()
     image: ImageState | None = None
 
 
@@ -109,16 +113,16 @@ def _inline_files(scratch: Path, inline: list[tuple[InlineFile, str]]) -> list[t
 def _resolve_sources(instruction: Copy | Add, sources: CopySources, image_root: Path | None) -> list[tuple[str, Path]]:
     if image_root is not None:
         ctx = BuildContext(root=image_root, rules=IgnoreRules())
+        paths = [path for source in instruction.sources for path in ctx.select(source)]
     else:
         assert sources.context is not None
-        ctx = sources.context
+        ctx, paths = sources.context, list(sources.paths)
     out = []
-    for source in instruction.sources:
-        for path in ctx.select(source):
-            resolved = lookup([ctx.root], "/" + path)
-            if resolved.mode is None:
-                raise UsageError(f"COPY failed: {source}: {path} is a symlink that leads nowhere in its root")
-            out.append((path, ctx.root / resolved.path.lstrip("/")))
+    for path in paths:
+        resolved = lookup([ctx.root], "/" + path)
+        if resolved.mode is None:
+            raise UsageError(f"COPY failed: {path} is a symlink that leads nowhere in its root")
+        out.append((path, ctx.root / resolved.path.lstrip("/")))
     return out
 
 

@@ -25,18 +25,25 @@ __all__ = ["Found", "keep_metadata", "lookup"]
 _MAX_LINKS = 40
 
 
+# What an image without layers (FROM scratch) shows at "/".
+_EMPTY_ROOT = os.stat_result((stat.S_IFDIR | 0o755, 0, 0, 1, 0, 0, 0, 0, 0, 0))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Found:
-    """``path`` with its symlinks resolved in the image, and the final entry's mode (None: absent)."""
+    """``path`` with its symlinks resolved in the image, and the final entry's lstat (None: absent)."""
 
     path: str
-    mode: int | None
-    # The entry's lstat in the layer that decides it (None when absent).
+    # From the layer that decides the entry.
     stat: os.stat_result | None = None
 
     @property
+    def mode(self) -> int | None:
+        return None if self.stat is None else self.stat.st_mode
+
+    @property
     def is_dir(self) -> bool:
-        return self.mode is not None and stat.S_ISDIR(self.mode)
+        return self.stat is not None and stat.S_ISDIR(self.stat.st_mode)
 
 
 def lookup(layer_dirs: list[Path], path: str, *, follow: bool = True) -> Found:
@@ -44,7 +51,7 @@ def lookup(layer_dirs: list[Path], path: str, *, follow: bool = True) -> Found:
 
     Symlinks in the parents are always followed; the last component only
     with ``follow``. A missing component ends the walk: the rest is joined
-    as written and ``mode`` is None.
+    as written and ``stat`` is None.
     """
     pending = [p for p in path.split("/") if p and p != "."]
     pending.reverse()
@@ -59,12 +66,11 @@ def lookup(layer_dirs: list[Path], path: str, *, follow: bool = True) -> Found:
         candidate = "/" + "/".join([*resolved, part])
         st, target = _top_entry(layer_dirs, candidate)
         if st is None:
-            return Found(path=posixpath.join(candidate, *reversed(pending)), mode=None)
-        mode = st.st_mode
-        if stat.S_ISLNK(mode) and (pending or follow):
+            return Found(path=posixpath.join(candidate, *reversed(pending)))
+        if stat.S_ISLNK(st.st_mode) and (pending or follow):
             links += 1
             if links > _MAX_LINKS:
-                return Found(path=candidate, mode=None)
+                return Found(path=candidate)
             assert target is not None
             if target.startswith("/"):
                 resolved = []
@@ -72,9 +78,8 @@ def lookup(layer_dirs: list[Path], path: str, *, follow: bool = True) -> Found:
             continue
         resolved.append(part)
         if not pending:
-            return Found(path=candidate, mode=mode, stat=st)
-    top = os.lstat(layer_dirs[-1]) if layer_dirs else None
-    return Found(path="/", mode=top.st_mode if top else stat.S_IFDIR | 0o755, stat=top)
+            return Found(path=candidate, stat=st)
+    return Found(path="/", stat=os.lstat(layer_dirs[-1]) if layer_dirs else _EMPTY_ROOT)
 
 
 def keep_metadata(layer: Path, layer_dirs: list[Path], path: str) -> None:
@@ -94,7 +99,7 @@ def keep_metadata(layer: Path, layer_dirs: list[Path], path: str) -> None:
         except FileNotFoundError:
             return
         found = lookup(layer_dirs, current, follow=False)
-        if found.stat is None or not found.is_dir:
+        if not found.is_dir:
             continue
         os.lchown(full, found.stat.st_uid, found.stat.st_gid)
         os.chmod(full, stat.S_IMODE(found.stat.st_mode))
