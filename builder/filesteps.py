@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,10 @@ from pathlib import Path
 from pybox.builder.context import BuildContext
 from pybox.builder.ignore import IgnoreRules
 from pybox.builder.instructions import Add, Copy, InlineFile
-from pybox.builder.layerfs import keep_metadata, lookup
 from pybox.builder.state import ImageState
 from pybox.errors import UsageError
 from pybox.store import Store
+from pybox.store.layerfs import lookup
 from pybox.store.fs import make_temp_name, remove_tree
 
 __all__ = ["CopySources", "copy_step", "make_workdir", "reader_of"]
@@ -92,7 +93,7 @@ def copy_step(store: Store, state: ImageState, instruction: Copy | Add, sources:
             with_layers_mounted(store, list(sources.image.diff_ids), copy)
         else:
             copy(None)
-        keep_metadata(layer, layer_dirs, found.path)
+        _keep_metadata(layer, layer_dirs, found.path)
         return commit_layer(store, layer, below=layer_dirs[-1] if layer_dirs else None)
     finally:
         remove_tree(layer)
@@ -148,7 +149,31 @@ def make_workdir(store: Store, state: ImageState, path: str) -> tuple[str, objec
             current.mkdir()
             os.chmod(current, 0o755)  # mkdir's mode goes through the umask
             os.chown(current, uid, gid)
-        keep_metadata(layer, layer_dirs, found.path)
+        _keep_metadata(layer, layer_dirs, found.path)
         return commit_layer(store, layer, below=layer_dirs[-1] if layer_dirs else None)
     finally:
         remove_tree(layer)
+
+
+def _keep_metadata(layer: Path, layer_dirs: list[Path], path: str) -> None:
+    """Give ``path`` and its parents in the new ``layer`` the owner, mode and mtime the image has for them.
+
+    A COPY to /srv/x/ writes /srv and /srv/x into its layer only to hold
+    what it copies; as the upper layer they would otherwise replace the
+    image's own (a 1777 /tmp would become 0755 root's).
+    """
+    current = "/"
+    for part in [p for p in path.split("/") if p]:
+        current = posixpath.join(current, part)
+        full = layer / current.lstrip("/")
+        try:
+            if not stat.S_ISDIR(os.lstat(full).st_mode):
+                return
+        except FileNotFoundError:
+            return
+        found = lookup(layer_dirs, current, follow=False)
+        if not found.is_dir:
+            continue
+        os.lchown(full, found.stat.st_uid, found.stat.st_gid)
+        os.chmod(full, stat.S_IMODE(found.stat.st_mode))
+        os.utime(full, ns=(found.stat.st_atime_ns, found.stat.st_mtime_ns), follow_symlinks=False)

@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pybox.builder.instructions import Run
-from pybox.builder.layerfs import lookup
 from pybox.builder.metadata import shell_of
 from pybox.builder.parser import parse_heredoc
 from pybox.builder.state import ImageState
@@ -25,7 +24,7 @@ from pybox.errors import StepFailed, UsageError
 from pybox.image import Descriptor
 from pybox.store import Store
 from pybox.store.fs import make_temp_name, remove_tree
-from pybox.store.layers import is_opaque
+from pybox.store.layerfs import is_opaque, lookup
 
 __all__ = ["RunPlan", "plan_run", "run_step"]
 

@@ -31,6 +31,7 @@ from pybox.runtime.linux import (
 from pybox.runtime.cgroups.discover import discover
 from pybox.runtime.mounts import perform
 from pybox.runtime.spec import BindMount, ContainerSpec
+from pybox.store.layerfs import lookup
 from pybox.store.mounts import Mount
 
 __all__ = ["MASKED_PATHS", "MOUNT_POINTS", "READONLY_PATHS", "DEVICES", "prepare_rootfs", "pivot"]
@@ -89,26 +90,7 @@ def _inside(root: str, path: str) -> str:
     Symlinks in the image (``/var/run -> /run``) are resolved inside the
     rootfs, never against the host's directories.
     """
-    current = root
-    hops = 0
-    parts = [p for p in path.split("/") if p and p != "."]
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            current = os.path.dirname(current) if current != root else root
-            continue
-        candidate = os.path.join(current, part)
-        if os.path.islink(candidate):
-            hops += 1
-            if hops > 40:
-                raise OSError(40, "too many levels of symbolic links", path)
-            target = os.readlink(candidate)
-            parts = [p for p in target.split("/") if p and p != "."] + parts
-            if target.startswith("/"):
-                current = root
-            continue
-        current = candidate
-    return current
+    return os.path.join(root, lookup([Path(root)], path).path.lstrip("/"))
 
 
 def _ensure(path: str, *, directory: bool) -> None:

@@ -23,9 +23,10 @@ from pybox.errors import DigestMismatch, StoreError
 from pybox.image import digest_hex
 from pybox.store.batch import Batch
 from pybox.store.fs import make_temp_name, remove_tree, sha256_names
+from pybox.store.layerfs import lookup
 from pybox.store.verify import HashingReader, Readable
 
-__all__ = ["LayerStore", "StagedLayer", "is_opaque"]
+__all__ = ["LayerStore", "StagedLayer"]
 
 _SHORT = 20
 
@@ -143,44 +144,16 @@ class LayerStore:
     def read_file(self, diff_ids: list[str], path: str, *, limit: int = 1 << 20) -> bytes | None:
         """A regular file as the merged image shows it, read from the layer dirs (no mount needed).
 
-        Layers are searched top down: a whiteout (char device 0/0) or an opaque
-        parent directory ends the search, as overlayfs would. Symlinks are not
-        followed (they could point anywhere on the host); None if absent.
+        Symlinks among its parents resolve inside the image; a symlink as the
+        file itself is not followed. None if absent or not a regular file.
         """
-        parts = [p for p in path.strip("/").split("/") if p]
-        for diff_id in reversed(diff_ids):
-            base = self.diff_path(diff_id)
-            current = base
-            hidden = False
-            for i, part in enumerate(parts):
-                current = current / part
-                try:
-                    st = os.lstat(current)
-                except (FileNotFoundError, NotADirectoryError):
-                    break
-                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                    return None  # whiteout
-                if i < len(parts) - 1:
-                    if not stat.S_ISDIR(st.st_mode):
-                        break
-                    if is_opaque(current):
-                        hidden = True
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    return None
-                with open(current, "rb") as f:
-                    return f.read(limit)
-            if hidden:
-                return None
-        return None
+        found = lookup([self.diff_path(d) for d in diff_ids], path, follow=False)
+        if found.stat is None or found.layer is None or not stat.S_ISREG(found.stat.st_mode):
+            return None
+        fd = os.open(found.layer / found.path.lstrip("/"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            return f.read(limit)
 
     def diff_ids(self) -> Iterator[str]:
         return sha256_names(self.dir)
 
-
-def is_opaque(directory: Path) -> bool:
-    """Whether ``directory`` in a layer hides the lower layers' entries (an overlay opaque dir)."""
-    try:
-        return os.getxattr(directory, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
-    except OSError:
-        return False

@@ -1,23 +1,19 @@
-"""The executor's pure parts: config instructions, RUN's command line, ARG values, layer lookups, cache keys."""
+"""The executor's pure parts: config instructions, RUN's command line, ARG values, cache keys."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 
 from pybox.builder.args import BuildArgs, Scope, parse_build_args, platform_args
 from pybox.builder.cache import cache_key
 from pybox.builder.instructions import ArgDeclaration, Run, from_node
-from pybox.builder.layerfs import lookup
 from pybox.builder.metadata import apply_metadata, workdir_path
 from pybox.builder.parser import parse
 from pybox.builder.runstep import plan_run
 from pybox.builder.state import ImageState, config_document
 from pybox.errors import UsageError
 from pybox.image import Platform
-from support.skip import require_root
 
 AMD64 = Platform(os="linux", architecture="amd64")
 
@@ -134,44 +130,6 @@ def test_parse_build_args_takes_bare_names_from_the_environment() -> None:
     assert parse_build_args(["A=1", "B", "C", "D=x=y"], {"B": "env"}) == {"A": "1", "B": "env", "D": "x=y"}
     with pytest.raises(UsageError):
         parse_build_args(["=v"], {})
-
-
-def _layer(root: Path, name: str, entries: dict[str, str]) -> Path:
-    layer = root / name
-    for path, kind in entries.items():
-        full = layer / path
-        full.parent.mkdir(parents=True, exist_ok=True)
-        if kind == "dir":
-            full.mkdir(exist_ok=True)
-        elif kind == "whiteout":
-            os.mknod(full, 0o20000 | 0o600, 0)
-        elif kind == "opaque":
-            full.mkdir(exist_ok=True)
-            os.setxattr(full, "trusted.overlay.opaque", b"y")
-        elif kind.startswith("->"):
-            os.symlink(kind[2:], full)
-        else:
-            full.write_text(kind)
-    layer.mkdir(parents=True, exist_ok=True)
-    return layer
-
-
-def test_lookup_sees_the_merged_view(tmp_path: Path) -> None:
-    require_root()  # whiteouts are device nodes, opaque dirs carry trusted.* xattrs
-    bottom = _layer(tmp_path, "1", {"usr/local/bin": "dir", "etc/old": "x", "opt/kept": "x", "srv/a": "x",
-                                    "link": "->/usr/local", "rel": "->usr/../opt"})
-    top = _layer(tmp_path, "2", {"etc/old": "whiteout", "srv": "opaque", "srv/b": "x"})
-    layers = [bottom, top]
-    assert lookup(layers, "/usr/local/bin").is_dir
-    assert lookup(layers, "/etc/old").mode is None
-    assert lookup(layers, "/srv/a").mode is None and lookup(layers, "/srv/b").mode is not None
-    # Symlinks resolve inside the image: an absolute target starts at its root.
-    assert lookup(layers, "/link/bin").path == "/usr/local/bin"
-    assert lookup(layers, "/rel/kept").path == "/opt/kept"
-    assert lookup(layers, "/link", follow=False).path == "/link"
-    assert lookup(layers, "/../../etc/../usr").path == "/usr"
-    missing = lookup(layers, "/link/new/dir")
-    assert missing.mode is None and missing.path == "/usr/local/new/dir"
 
 
 def test_cache_keys_follow_content_not_history() -> None:
