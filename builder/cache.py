@@ -24,7 +24,7 @@ __all__ = ["BuildCache", "cache_key"]
 
 # Part of every key: raised when what a step makes changes, so that entries
 # an older pybox wrote are not replayed as if this one had made them.
-_VERSION = 1
+_VERSION = 2
 
 
 def cache_key(parent: ImageState, instruction: dict[str, Any], used_args: dict[str, str], extra: str = "") -> str:
@@ -42,7 +42,7 @@ class BuildCache:
         try:
             doc = json.loads((self._dir / f"{key}.json").read_bytes())
             layer = doc.get("layer")
-            state = replace(parent, config=doc["config"], author=doc["author"], cmd_set=doc["cmd_set"])
+            state = replace(parent, config=doc["config"], author=doc["author"])
             if layer is not None:
                 descriptor = Descriptor.from_dict(layer["descriptor"])
                 if not (self._store.layers.has(layer["diff_id"]) and self._store.blobs.has(descriptor.digest)):
@@ -58,7 +58,6 @@ class BuildCache:
         doc: dict[str, Any] = {
             "config": result.config,
             "author": result.author,
-            "cmd_set": result.cmd_set,
             "history": result.history[-1],
             "layer": {"diff_id": added[0], "descriptor": result.layers[-1].to_dict()} if added else None,
         }

@@ -31,7 +31,9 @@ from pybox.builder.filesteps import CopySources, copy_step, make_workdir
 from pybox.builder.instructions import (
     Add,
     Arg,
+    Cmd,
     Copy,
+    Entrypoint,
     Expandable,
     From,
     Instruction,
@@ -108,6 +110,8 @@ class _StageRun:
     state: ImageState
     scope: Scope
     shown: int = 1
+    # The stage has run a CMD of its own: an ENTRYPOINT keeps it (BuildKit's cmdSet).
+    cmd_set: bool = False
 
     def env(self) -> dict[str, str]:
         # ENV wins over an ARG of the same name.
@@ -220,8 +224,7 @@ class _Build:
             return ImageState(platform=self._platform(base), config=config)
         earlier = self._stage_by_name(base.image, before=stage.index)
         if earlier is not None:
-            # "CMD was set in this stage" is the earlier stage's, not this one's.
-            return dataclasses.replace(self._stage_result(earlier.index, base), cmd_set=False)
+            return self._stage_result(earlier.index, base)
         return self._image_state(base.image, self._platform(base))
 
     def _platform(self, base: From) -> Platform:
@@ -329,7 +332,15 @@ class _Build:
                 return after.add_layer(*made).add_history(history_entry(f"WORKDIR {path}", empty_layer=False))
 
             return workdir_action, doc, args_used, ""
-        return (lambda: apply_metadata(state, instruction)), doc, args_used, ""  # type: ignore[arg-type]
+        cmd_set = run.cmd_set
+        if isinstance(instruction, Cmd):
+            run.cmd_set = True
+        # ENTRYPOINT's result depends on cmd_set, so its key does too.
+        extra = f"cmd_set={cmd_set}" if isinstance(instruction, Entrypoint) else ""
+        def metadata_action() -> ImageState:
+            return apply_metadata(state, instruction, cmd_set=cmd_set)  # type: ignore[arg-type]
+
+        return metadata_action, doc, args_used, extra
 
     def _copy_action(self, run: _StageRun, instruction: Copy | Add, doc: dict[str, Any], args_used: dict[str, str]
                      ) -> tuple[Callable[[], ImageState], dict[str, Any], dict[str, str], str]:

@@ -104,18 +104,21 @@ def _healthcheck(instruction: Healthcheck) -> dict:
     return check
 
 
-def apply_metadata(state: ImageState, instruction: MetadataInstruction) -> ImageState:
-    """``state`` after ``instruction``, with its history entry (an empty layer)."""
+def apply_metadata(state: ImageState, instruction: MetadataInstruction, *, cmd_set: bool = False) -> ImageState:
+    """``state`` after ``instruction``, with its history entry (an empty layer).
+
+    ``cmd_set``: the stage has run a CMD of its own, which an ENTRYPOINT keeps.
+    """
     created_by = instruction.original
     match instruction:
         case Cmd():
             command = _command(state, instruction.command)
-            state = replace(state.with_config(Cmd=command), cmd_set=True)
+            state = state.with_config(Cmd=command)
             created_by = f"CMD {json.dumps(command)}"
         case Entrypoint():
             command = _command(state, instruction.command)
             # An ENTRYPOINT drops a CMD inherited from the base image (BuildKit's cmdSet).
-            state = state.with_config(Entrypoint=command, **({} if state.cmd_set else {"Cmd": None}))
+            state = state.with_config(Entrypoint=command, **({} if cmd_set else {"Cmd": None}))
             created_by = f"ENTRYPOINT {json.dumps(command)}"
         case Env():
             state = state.with_env(list(instruction.pairs))

@@ -43,8 +43,6 @@ class ImageState:
     layers: tuple[Descriptor, ...] = ()
     history: tuple[dict[str, Any], ...] = ()
     author: str = ""
-    # Set once this stage set CMD itself: ENTRYPOINT then keeps it (BuildKit's cmdSet).
-    cmd_set: bool = False
 
     @property
     def env(self) -> dict[str, str]:
@@ -55,9 +53,8 @@ class ImageState:
         return out
 
     def identity(self) -> str:
-        # cmd_set counts: ENTRYPOINT's result depends on it.
         doc = {"diff_ids": list(self.diff_ids), "config": self.config, "platform": str(self.platform),
-               "author": self.author, "cmd_set": self.cmd_set}
+               "author": self.author}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
     def with_config(self, **changes: Any) -> ImageState:

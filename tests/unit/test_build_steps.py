@@ -23,8 +23,10 @@ def _instruction(line: str):
 
 
 def _apply(state: ImageState, *lines: str) -> ImageState:
+    cmd_set = False
     for line in lines:
-        state = apply_metadata(state, _instruction(line))
+        state = apply_metadata(state, _instruction(line), cmd_set=cmd_set)
+        cmd_set = cmd_set or line.startswith("CMD")
     return state
 
 
