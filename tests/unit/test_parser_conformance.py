@@ -60,6 +60,7 @@ def _need_data() -> None:
 
 def test_the_data_is_there() -> None:
     """Without the data the parametrized tests below have no cases at all; this one says so."""
+    require_data(DATA / "testfiles")
 
 
 @pytest.mark.parametrize("case", _cases("testfiles"))
